@@ -1,0 +1,8 @@
+"""rvos-agent: referring video object segmentation.
+
+Data flow: video in (`agent.video`) → keyframes → grounder (`agent.grounder`)
+→ tracker (`agent.tracker`) → writers out (`agent.writers`). Backends
+(`agent.backends`) pair one grounder with one tracker.
+"""
+
+__version__ = "0.1.0"

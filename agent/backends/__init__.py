@@ -1,0 +1,9 @@
+"""Backends, each one folder behind the grounder and tracker protocols."""
+
+from agent.backends.base import Backend, BackendSpec
+from agent.backends.registry import backend_specs, get_spec, load_backend, register, resolve_device
+from agent.backends.sa2va.spec import SA2VA
+
+register(SA2VA)
+
+__all__ = ["Backend", "BackendSpec", "backend_specs", "get_spec", "load_backend", "register", "resolve_device"]

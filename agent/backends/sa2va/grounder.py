@@ -1,0 +1,129 @@
+"""The Sa2VA grounder: a transformers VLM whose `[SEG]` tokens become SAM 2 prompts.
+
+Inputs are built as the official inference builds them: one user message with the
+keyframes as separate images, then the text; `qwen_vl_utils` resizing, then the
+processor with the checkpoint's min/max pixels; the chat template with a generation
+prompt. The `[SEG]` state is the last layer's hidden state at the position where
+`[SEG]` is the input token, taken from one teacher-forced pass over prompt + answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from qwen_vl_utils import process_vision_info
+
+from agent.grounder.protocol import Grounding, ObjectPrompt, Turn
+from agent.prompts import render
+
+SEG_TOKEN = "[SEG]"
+# Official Sa2VA-Qwen inference resizes frames to between these many pixels.
+OFFICIAL_MIN_PIXELS = 512 * 28 * 28
+OFFICIAL_MAX_PIXELS = 2048 * 28 * 28
+_REQUEST_STARTS = ("please", "segment", "can ", "could ", "what", "how", "where", "which", "who", "is ", "are ", "does ", "do ")
+
+
+def as_request(instruction: str, family: str) -> str:
+    """A bare referring expression becomes a segmentation request; requests pass unchanged."""
+    text = instruction.replace("<image>", "").strip()
+    if text.lower().startswith(_REQUEST_STARTS) or text.endswith("?"):
+        return text
+    return render("segment", family, expression=text.rstrip("."))
+
+
+@dataclass
+class Sa2VAOutput:
+    answer: str
+    seg_hidden: torch.Tensor  # [num_seg, d]
+    seg_embedding: torch.Tensor  # [num_seg, sam2 dim]
+
+
+class Sa2VAGrounder:
+    def __init__(self, vlm, processor, projector: torch.nn.Module, family: str, *,
+                 min_pixels: int = OFFICIAL_MIN_PIXELS, max_pixels: int = OFFICIAL_MAX_PIXELS,
+                 max_new_tokens: int = 512, answer: str | None = None):
+        self.vlm = vlm
+        self.processor = processor
+        self.projector = projector
+        self.family = family
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+        self.max_new_tokens = max_new_tokens
+        self.forced_answer = answer
+        tokenizer = processor.tokenizer
+        self.seg_token_id = tokenizer.convert_tokens_to_ids(SEG_TOKEN)
+        if self.seg_token_id is None or self.seg_token_id == tokenizer.unk_token_id:
+            raise ValueError(f"the tokenizer has no {SEG_TOKEN} token; this is not a Sa2VA checkpoint")
+        self.end_token = tokenizer.eos_token or "<|im_end|>"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vlm.parameters()).device
+
+    def messages(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = ()) -> list[dict]:
+        """Chat messages: the frames go with the first user turn, as Sa2VA was trained."""
+        turns = [*history, Turn("user", text)]
+        messages = []
+        for n, turn in enumerate(turns):
+            content = [{"type": "image", "image": frame} for frame in frames] if n == 0 else []
+            content.append({"type": "text", "text": turn.text.replace("<image>", "")})
+            messages.append({"role": turn.role, "content": content})
+        return messages
+
+    def prompt_inputs(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = ()):
+        messages = self.messages(frames, text, history)
+        prompt = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        images, videos = process_vision_info(messages)
+        return self.processor(
+            text=[prompt], images=images, videos=videos, return_tensors="pt",
+            size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
+        ).to(self.device)
+
+    def _append(self, inputs, answer_ids: torch.Tensor) -> dict:
+        """Prompt inputs extended by answer tokens (per-token fields grow, images stay)."""
+        length = inputs["input_ids"].shape[1]
+        extended = dict(inputs)
+        answer_ids = answer_ids.to(self.device).view(1, -1)
+        fill = {"input_ids": answer_ids, "attention_mask": torch.ones_like(answer_ids)}
+        for key, value in inputs.items():
+            if torch.is_tensor(value) and value.dim() == 2 and value.shape == (1, length):
+                extra = fill.get(key, torch.zeros_like(answer_ids))
+                extended[key] = torch.cat([value, extra.to(value.dtype)], dim=1)
+        return extended
+
+    @torch.inference_mode()
+    def run(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = (), answer: str | None = None) -> Sa2VAOutput:
+        """Answer `text` about `frames` (greedy), or take `answer` as given (teacher forcing)."""
+        inputs = self.prompt_inputs(frames, text, history)
+        tokenizer = self.processor.tokenizer
+        if answer is None:
+            generated = self.vlm.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+            answer_ids = generated[0, inputs["input_ids"].shape[1]:]
+        else:
+            answer_ids = tokenizer(answer + self.end_token, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+        full = self._append(inputs, answer_ids)
+        hidden = self.vlm(**full, output_hidden_states=True).hidden_states[-1][0]
+        positions = (full["input_ids"][0] == self.seg_token_id).nonzero()[:, 0]
+        positions = positions[positions >= inputs["input_ids"].shape[1]]  # [SEG]s of this answer only
+        seg_hidden = hidden[positions].float()
+        seg_embedding = self.projector(seg_hidden.to(next(self.projector.parameters()).dtype)).float()
+        text_out = tokenizer.decode(answer_ids, skip_special_tokens=False)
+        for token in (self.end_token, tokenizer.pad_token):
+            if token:
+                text_out = text_out.replace(token, "")
+        return Sa2VAOutput(text_out.strip(), seg_hidden.cpu(), seg_embedding.cpu())
+
+    def ground(self, keyframes: Mapping[int, Image.Image], instruction: str, history: Sequence[Turn] = (), answer: str | None = None) -> Grounding:
+        indices = sorted(keyframes)
+        text = as_request(instruction, self.family)
+        out = self.run([keyframes[i] for i in indices], text, history, answer or self.forced_answer)
+        objects = {n + 1: f"{SEG_TOKEN} #{n + 1} of the answer" for n in range(len(out.seg_embedding))}
+        prompts = [
+            ObjectPrompt(object_id=n + 1, frame_index=t, embedding=out.seg_embedding[n])
+            for n in range(len(out.seg_embedding))
+            for t in indices
+        ]
+        return Grounding(out.answer, prompts, objects, extras={"seg_hidden": out.seg_hidden, "seg_embedding": out.seg_embedding, "request": text})

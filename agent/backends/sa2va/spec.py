@@ -1,0 +1,129 @@
+"""The `sa2va` backend: an official Sa2VA checkpoint (hub id or folder) as grounder + SAM 2 tracker."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agent.backends.base import Backend
+from agent.backends.sa2va import checkpoint
+from agent.backends.sa2va.families import SA2VA_ONLY_FIELDS, VLM_KEY_MAPPING, family_of, vlm_classes
+from agent.backends.sa2va.grounder import OFFICIAL_MAX_PIXELS, OFFICIAL_MIN_PIXELS, Sa2VAGrounder
+from agent.errors import UserError
+from agent.tracker.sam2_language import build_language_sam2
+from agent.tracker.sam2_stream import SAM2StreamTracker
+
+DEFAULT_MODEL = "ByteDance/Sa2VA-Qwen2_5-VL-3B"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        logging.enable_progress_bar()
+
+
+def _quantization(quantize: str | None, device: str):
+    if quantize is None:
+        return None
+    if not device.startswith("cuda"):
+        raise UserError(f"--quantize {quantize} needs a CUDA GPU (bitsandbytes); drop --quantize on {device}")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise UserError("--quantize needs bitsandbytes: pip install 'rvos-agent[quant]'") from None
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def load_vlm(folder: Path, config: dict, dtype: torch.dtype, device: str, quantize: str | None = None):
+    family = family_of(config)
+    config_class, model_class = vlm_classes(family)
+    vlm_config = config_class(**{k: v for k, v in config.items() if k not in SA2VA_ONLY_FIELDS})
+    options: dict[str, Any] = dict(config=vlm_config, key_mapping=VLM_KEY_MAPPING, output_loading_info=True, dtype=dtype)
+    quantization = _quantization(quantize, device)
+    if quantization is not None:
+        options.update(quantization_config=quantization, device_map={"": device})
+    with _quiet_transformers():
+        vlm, info = model_class.from_pretrained(folder, **options)
+    ours = (checkpoint.SAM2_PREFIX, checkpoint.PROJECTOR_PREFIX)
+    unexpected = [k for k in info["unexpected_keys"] if not k.startswith(ours)]
+    checkpoint.check_keys("language model", list(info["missing_keys"]), unexpected)
+    if quantization is None:
+        vlm = vlm.to(device)
+    return vlm.eval(), family
+
+
+def load_projector(folder: Path) -> torch.nn.Sequential:
+    """`text_hidden_fcs`: Linear(d, d) → ReLU → Linear(d, sam2 dim)."""
+    weights = checkpoint.load_tensors(folder, checkpoint.PROJECTOR_PREFIX)
+    if "0.weight" not in weights or "2.weight" not in weights:
+        raise UserError(f"{folder} has no text_hidden_fcs projector weights; give an official Sa2VA checkpoint")
+    d, out = weights["0.weight"].shape[1], weights["2.weight"].shape[0]
+    projector = torch.nn.Sequential(torch.nn.Linear(d, d), torch.nn.ReLU(), torch.nn.Linear(d, out))
+    projector.load_state_dict(weights, strict=True)
+    return projector.eval()
+
+
+def load_sa2va(
+    model: str = DEFAULT_MODEL,
+    device: str = "cpu",
+    *,
+    dtype: str | None = None,
+    quantize: str | None = None,
+    sam2_config: str | Path | None = None,
+    keyframes: int = 5,
+    keyframe_strategy: str = "uniform",
+    answer: str | None = None,
+    min_pixels: int = OFFICIAL_MIN_PIXELS,
+    max_pixels: int = OFFICIAL_MAX_PIXELS,
+) -> Backend:
+    """Load an official Sa2VA checkpoint without `trust_remote_code`."""
+    from transformers import AutoProcessor
+
+    folder = checkpoint.resolve_checkpoint(model)
+    config = checkpoint.read_config(folder)
+    torch_dtype = DTYPES[dtype or ("bfloat16" if device.startswith("cuda") else "float32")]
+    vlm, family = load_vlm(folder, config, torch_dtype, device, quantize)
+    with _quiet_transformers():
+        processor = AutoProcessor.from_pretrained(folder)
+    projector = load_projector(folder).to(device)
+
+    sam2, missing, unexpected = build_language_sam2(sam2_config, checkpoint.sam2_state_dict(folder))
+    checkpoint.check_keys("SAM 2", missing, unexpected)
+    autocast = torch_dtype if device.startswith("cuda") and torch_dtype != torch.float32 else None
+    tracker = SAM2StreamTracker(sam2, device=device, autocast_dtype=autocast)
+    grounder = Sa2VAGrounder(vlm, processor, projector, family.name, min_pixels=min_pixels, max_pixels=max_pixels, answer=answer)
+    return Backend("sa2va", str(model), device, grounder, tracker, keyframes, keyframe_strategy)
+
+
+class Sa2VASpec:
+    name = "sa2va"
+    summary = "Sa2VA: a VLM's [SEG] tokens prompt SAM 2 (official checkpoints: hub id or folder; GPU advised)"
+
+    def unavailable_reason(self, model: str | None = None) -> str | None:
+        if model is not None:
+            return None  # loading says precisely what is wrong with it
+        if checkpoint.cached_snapshot(DEFAULT_MODEL) is None:
+            return f"no --model given and {DEFAULT_MODEL} is not downloaded; pass --model HUB_ID_OR_FOLDER"
+        return None
+
+    def load(self, model: str | None = None, device: str = "cpu", **options: Any) -> Backend:
+        return load_sa2va(model or DEFAULT_MODEL, device, **options)
+
+
+SA2VA = Sa2VASpec()

@@ -1,0 +1,54 @@
+"""The grounder protocol: keyframes + instruction + history → answer + per-object prompts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier message of a conversation."""
+
+    role: str  # "user" or "assistant"
+    text: str
+
+
+@dataclass
+class ObjectPrompt:
+    """What the tracker needs to find one object on one keyframe.
+
+    A VLM grounder gives a language `embedding` (the projected `[SEG]` state); a
+    detector-based grounder gives a `box` (x0, y0, x1, y1 in frame pixels).
+    """
+
+    object_id: int
+    frame_index: int
+    embedding: Any | None = None
+    box: tuple[float, float, float, float] | None = None
+
+
+@dataclass
+class Grounding:
+    """A grounder's reply: the text answer, the objects it chose and how to find them."""
+
+    answer: str
+    prompts: list[ObjectPrompt] = field(default_factory=list)
+    objects: dict[int, str] = field(default_factory=dict)  # object id → what produced it
+    extras: dict[str, Any] = field(default_factory=dict)  # backend details (e.g. raw [SEG] states)
+
+    @property
+    def object_ids(self) -> list[int]:
+        return sorted(self.objects)
+
+
+class Grounder(Protocol):
+    def ground(
+        self,
+        keyframes: Mapping[int, Image.Image],
+        instruction: str,
+        history: Sequence[Turn] = (),
+    ) -> Grounding: ...

@@ -1,0 +1,94 @@
+"""SAM 2 (the `sam2` package's `SAM2Base`) extended with a language prompt, as Sa2VA uses it.
+
+The projected `[SEG]` embedding is appended as one more sparse token after the prompt
+encoder's output (which, with no clicks, is one padding point). Sa2VA also keeps the
+decoder's mask logits when the object score says "absent" (stock SAM 2 overwrites them
+with -1024); the object pointer still switches to the no-object pointer as usual.
+Both are done with hooks around the package's modules, so its code runs unchanged.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from sam2.modeling.sam2_base import SAM2Base
+
+# What official Sa2VA checkpoints use: the package's Hiera-L config with dynamic multimask.
+OFFICIAL_SAM2_CONFIG = "configs/sam2/sam2_hiera_l.yaml"
+OFFICIAL_SAM2_OVERRIDES = {
+    "sam_mask_decoder_extra_args": {
+        "dynamic_multimask_via_stability": True,
+        "dynamic_multimask_stability_delta": 0.05,
+        "dynamic_multimask_stability_thresh": 0.98,
+    },
+    "image_size": 1024,
+}
+
+
+class LanguagePromptedSAM2(SAM2Base):
+    def __init__(self, *args: Any, keep_logits_of_absent_objects: bool = True, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.keep_logits_of_absent_objects = keep_logits_of_absent_objects
+        self._language_tokens: torch.Tensor | None = None
+        self._decoder_logits: torch.Tensor | None = None
+        self.sam_prompt_encoder.register_forward_hook(self._append_language_token)
+        self.sam_mask_decoder.register_forward_hook(self._keep_decoder_logits)
+
+    @contextmanager
+    def language_prompt(self, tokens: torch.Tensor):
+        """Within the block, prompts carry `tokens` [B, 1, C] after the padding point."""
+        self._language_tokens = tokens
+        try:
+            yield
+        finally:
+            self._language_tokens = None
+
+    def _append_language_token(self, module, inputs, output):
+        if self._language_tokens is None:
+            return output
+        sparse, dense = output
+        return torch.cat([sparse, self._language_tokens.to(sparse.dtype)], dim=1), dense
+
+    def _keep_decoder_logits(self, module, inputs, output):
+        self._decoder_logits = output[0]
+
+    def _forward_sam_heads(self, backbone_features, point_inputs=None, mask_inputs=None, high_res_features=None, multimask_output=False):
+        out = super()._forward_sam_heads(backbone_features, point_inputs, mask_inputs, high_res_features, multimask_output)
+        object_score_logits = out[6]
+        if not (self.keep_logits_of_absent_objects and self.pred_obj_scores) or (object_score_logits > 0).all():
+            return out
+        # Put back the decoder's logits where SAM 2 wrote NO_OBJ_SCORE; masks are chosen as before.
+        multimasks = self._decoder_logits.float()
+        high_res = F.interpolate(multimasks, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        if multimask_output:
+            best = torch.argmax(out[2], dim=-1)
+            rows = torch.arange(multimasks.size(0), device=multimasks.device)
+            low_res_best, high_res_best = multimasks[rows, best].unsqueeze(1), high_res[rows, best].unsqueeze(1)
+        else:
+            low_res_best, high_res_best = multimasks, high_res
+        return (multimasks, high_res, out[2], low_res_best, high_res_best, out[5], object_score_logits)
+
+
+def load_sam2_config(config: str | Path | None) -> Any:
+    """The `model` node of a sam2-format yaml; None means the official Sa2VA architecture."""
+    if config is None:
+        path = resources.files("sam2") / OFFICIAL_SAM2_CONFIG
+        node = OmegaConf.load(str(path)).model
+        return OmegaConf.merge(node, OFFICIAL_SAM2_OVERRIDES)
+    return OmegaConf.load(str(config)).model
+
+
+def build_language_sam2(config: str | Path | None, state_dict: dict[str, torch.Tensor]) -> tuple[LanguagePromptedSAM2, list[str], list[str]]:
+    """Build from a sam2 yaml and load weights; returns (model, missing keys, unexpected keys)."""
+    node = load_sam2_config(config)
+    node._target_ = f"{LanguagePromptedSAM2.__module__}.{LanguagePromptedSAM2.__qualname__}"
+    model = instantiate(node, _recursive_=True)
+    result = model.load_state_dict(state_dict, strict=False)
+    return model.eval(), list(result.missing_keys), list(result.unexpected_keys)

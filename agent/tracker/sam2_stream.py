@@ -1,0 +1,196 @@
+"""SAM 2 video tracking in one streaming pass, with language-embedding prompts.
+
+It follows the stock `SAM2VideoPredictor` step for step (prompted keyframes are
+conditioning frames run without memory, their memory encoded before propagation,
+memory features stored in bfloat16), with three differences that change cost, not
+results: frames are decoded once and never held; the image encoder runs once per
+frame for all objects; and only the memory that SAM 2 can still attend to is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from agent.grounder.protocol import ObjectPrompt
+from agent.tracker.protocol import FrameMasks
+from agent.tracker.sam2_language import LanguagePromptedSAM2
+from agent.video.source import VideoSource
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class _ObjectGroup:
+    """Objects prompted on the same keyframes, tracked as one batch."""
+
+    object_ids: list[int]
+    tokens: dict[int, torch.Tensor]  # frame index → [B, 1, C]
+    memory: dict[str, dict[int, dict]] = field(
+        default_factory=lambda: {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+    )
+
+    @property
+    def first_frame(self) -> int:
+        return min(self.tokens)
+
+
+@dataclass
+class FrameLogits:
+    """One frame's SAM 2 output: mask logits at SAM 2 resolution and object-score logits."""
+
+    frame_index: int
+    image: Image.Image
+    logits: dict[int, torch.Tensor]  # object id → [S, S]
+    object_scores: dict[int, float]  # object id → logit (> 0: present)
+
+
+def _group_prompts(prompts: Sequence[ObjectPrompt]) -> list[_ObjectGroup]:
+    frames_of: dict[int, dict[int, torch.Tensor]] = {}
+    for prompt in prompts:
+        if prompt.embedding is None:
+            raise ValueError(f"object {prompt.object_id}: the SAM 2 tracker needs a language embedding")
+        frames_of.setdefault(prompt.object_id, {})[prompt.frame_index] = torch.as_tensor(prompt.embedding)
+    by_frames: dict[tuple[int, ...], list[int]] = {}
+    for object_id in sorted(frames_of):
+        by_frames.setdefault(tuple(sorted(frames_of[object_id])), []).append(object_id)
+    groups = []
+    for frames, ids in by_frames.items():
+        tokens = {t: torch.stack([frames_of[i][t] for i in ids])[:, None] for t in frames}
+        groups.append(_ObjectGroup(ids, tokens))
+    return groups
+
+
+class SAM2StreamTracker:
+    def __init__(self, model: LanguagePromptedSAM2, device: str = "cpu", autocast_dtype: torch.dtype | None = None):
+        self.model = model.to(device)
+        self.device = torch.device(device)
+        self.autocast_dtype = autocast_dtype
+        size = model.image_size
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(3, 1, 1)
+        self._size = size
+        # Non-conditioning frames further back than this are never attended to again.
+        self._horizon = max(model.num_maskmem, model.max_obj_ptrs_in_encoder)
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """A frame as SAM 2 sees it: square `image_size`, ImageNet-normalised, [1, 3, S, S]."""
+        resized = np.array(image.convert("RGB").resize((self._size, self._size)))
+        pixels = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).float() / 255.0
+        return ((pixels - self._mean) / self._std)[None]
+
+    def _features(self, image: Image.Image) -> dict:
+        return self.model.forward_image(self.preprocess(image))
+
+    def _expand(self, backbone_out: dict, batch: int):
+        expanded = {key: [x.expand(batch, -1, -1, -1) for x in backbone_out[key]] for key in ("backbone_fpn", "vision_pos_enc")}
+        _, feats, pos, sizes = self.model._prepare_backbone_features(expanded)
+        return feats, pos, sizes
+
+    def _step(self, group: _ObjectGroup, frame_index: int, backbone_out: dict, num_frames: int, conditioning: bool) -> dict:
+        feats, pos, sizes = self._expand(backbone_out, len(group.object_ids))
+        common = dict(
+            frame_idx=frame_index, current_vision_feats=feats, current_vision_pos_embeds=pos, feat_sizes=sizes,
+            point_inputs=None, mask_inputs=None, output_dict=group.memory, num_frames=num_frames,
+        )
+        with self._autocast():
+            if conditioning:
+                with self.model.language_prompt(group.tokens[frame_index]):
+                    out = self.model.track_step(is_init_cond_frame=True, run_mem_encoder=False, **common)
+                high_res = F.interpolate(out["pred_masks"], size=(self._size, self._size), mode="bilinear", align_corners=False)
+                out["maskmem_features"], out["maskmem_pos_enc"] = self.model._encode_new_memory(
+                    feats, sizes, high_res, out["object_score_logits"], is_mask_from_pts=True
+                )
+            else:
+                out = self.model.track_step(is_init_cond_frame=False, run_mem_encoder=True, **common)
+        compact = {
+            # bfloat16 memory, as the stock predictor stores it (results depend on this rounding)
+            "maskmem_features": out["maskmem_features"].to(torch.bfloat16),
+            "maskmem_pos_enc": out["maskmem_pos_enc"],
+            "obj_ptr": out["obj_ptr"],
+            "object_score_logits": out["object_score_logits"],
+            "pred_masks": out["pred_masks"].float(),
+        }
+        key = "cond_frame_outputs" if conditioning else "non_cond_frame_outputs"
+        group.memory[key][frame_index] = compact
+        return compact
+
+    def _forget(self, group: _ObjectGroup, frame_index: int) -> None:
+        old = group.memory["non_cond_frame_outputs"]
+        for t in [t for t in old if t <= frame_index - self._horizon]:
+            del old[t]
+        if frame_index - 1 in old:
+            old[frame_index - 1]["pred_masks"] = None  # only memory features are needed from now on
+
+    @torch.inference_mode()
+    def track_logits(
+        self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]
+    ) -> Iterator[FrameLogits]:
+        """SAM 2 logits per frame, in frame order; frames before an object's first keyframe are 'absent'."""
+        groups = _group_prompts(prompts)
+        num_frames = len(video)
+        cond_frames = sorted({t for g in groups for t in g.tokens})
+        missing = [t for t in cond_frames if t not in keyframes]
+        images = dict(keyframes) | video.read_many(missing)
+        # 1) prompted keyframes: conditioning frames, run without memory, then their memory encoded
+        for t in cond_frames:
+            backbone_out = self._features(images[t])
+            for group in groups:
+                if t in group.tokens:
+                    self._step(group, t, backbone_out, num_frames, conditioning=True)
+        # 2) one forward pass over the video
+        others = video.frames(t for t in range(num_frames) if t not in images)
+        pending = next(others, None)
+        for t in range(num_frames):
+            if t in images:
+                image = images.pop(t)
+            else:
+                _, image = pending
+                pending = next(others, None)
+            backbone_out = None
+            logits, scores = {}, {}
+            for group in groups:
+                if t in group.memory["cond_frame_outputs"]:
+                    out = group.memory["cond_frame_outputs"][t]
+                elif t > group.first_frame:
+                    backbone_out = backbone_out or self._features(image)
+                    out = self._step(group, t, backbone_out, num_frames, conditioning=False)
+                    self._forget(group, t)
+                else:
+                    out = None
+                for row, object_id in enumerate(group.object_ids):
+                    if out is None:
+                        logits[object_id] = None
+                        scores[object_id] = float("-inf")
+                        continue
+                    logits[object_id] = F.interpolate(
+                        out["pred_masks"][row : row + 1], size=(self._size, self._size), mode="bilinear", align_corners=False
+                    )[0, 0]
+                    scores[object_id] = float(out["object_score_logits"][row, 0])
+            yield FrameLogits(t, image, logits, scores)
+
+    def track(
+        self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]
+    ) -> Iterator[FrameMasks]:
+        width, height = video.size
+        for frame in self.track_logits(video, prompts, keyframes):
+            masks = {}
+            for object_id, logits in frame.logits.items():
+                if logits is None:
+                    masks[object_id] = np.zeros((height, width), dtype=bool)
+                    continue
+                resized = F.interpolate(logits[None, None], size=(height, width), mode="bilinear", align_corners=False)
+                masks[object_id] = (resized[0, 0] > 0).cpu().numpy()
+            scores = {i: float(torch.sigmoid(torch.tensor(s))) for i, s in frame.object_scores.items()}
+            yield FrameMasks(frame.frame_index, masks, scores, image=frame.image)

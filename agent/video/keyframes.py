@@ -1,0 +1,42 @@
+"""Which frames the grounder looks at."""
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from agent.errors import UserError
+
+STRATEGIES = ("uniform", "first")
+
+
+def select_keyframes(
+    num_frames: int,
+    count: int = 5,
+    strategy: str = "uniform",
+    indices: Sequence[int] | None = None,
+) -> list[int]:
+    """Sorted, distinct frame indices.
+
+    `uniform` spreads `count` frames over the whole video, first and last included
+    (grounding sees the whole clip); `first` takes the first `count` frames, as the
+    Sa2VA reference inference does; explicit `indices` win over both.
+    """
+    if num_frames < 1:
+        raise UserError("the video has no frames; give a video with at least one frame")
+    if indices is not None:
+        chosen = sorted(set(int(i) for i in indices))
+        bad = [i for i in chosen if not 0 <= i < num_frames]
+        if bad or not chosen:
+            raise UserError(
+                f"keyframe indices {bad or '[]'} are outside the video's 0..{num_frames - 1}; "
+                "give indices inside the video"
+            )
+        return chosen
+    if count < 1:
+        raise UserError(f"keyframe count must be at least 1, got {count}")
+    count = min(count, num_frames)
+    if strategy == "first":
+        return list(range(count))
+    if strategy == "uniform":
+        return sorted(set(np.linspace(0, num_frames - 1, count).round().astype(int).tolist()))
+    raise UserError(f"unknown keyframe strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")

@@ -1,0 +1,242 @@
+"""`VideoSource`: frames read lazily, by index or in order, never the whole video at once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from agent.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    # Grayscale, palette and alpha frames all become plain RGB (alpha is dropped, not blended).
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _open_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: the file closes when the block ends
+            return _to_rgb(image)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UserError(f"cannot read image {path}: {exc}; check the file or remove it") from None
+
+
+class _FolderReader:
+    """A folder of jpg/png frames (or one image), naturally sorted."""
+
+    def __init__(self, files: list[Path]):
+        self.files = files
+        self.names = [f.stem for f in files] if len(files) > 1 else None
+        self.fps = None
+        with Image.open(files[0]) as first:
+            self.size = first.size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, indices: Sequence[int]) -> Iterator[tuple[int, Image.Image]]:
+        for i in indices:
+            yield i, _open_image(self.files[i])
+
+
+class _ContainerReader:
+    """A video file decoded with PyAV, one forward pass per request."""
+
+    def __init__(self, path: Path):
+        import av
+
+        self.path = path
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise UserError(f"{path} has no video stream; give a video file with pictures")
+                stream = container.streams.video[0]
+                self.size = (stream.codec_context.width, stream.codec_context.height)
+                rate = stream.average_rate or stream.guessed_rate
+                self.fps = float(rate) if rate else None
+                count = stream.frames
+                if not count:  # webm/mkv often do not store it: count the packets instead
+                    count = sum(1 for p in container.demux(stream) if p.size)
+        except av.error.FFmpegError as exc:
+            raise UserError(f"cannot read video {path}: {exc}; check that the file is a valid video") from None
+        self.count = count
+        self.names = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def read(self, indices: Sequence[int]) -> Iterator[tuple[int, Image.Image]]:
+        import av
+
+        wanted = iter(indices)
+        target = next(wanted, None)
+        if target is None:
+            return
+        try:
+            with av.open(str(self.path)) as container:
+                for i, frame in enumerate(container.decode(video=0)):
+                    if i == target:
+                        yield i, frame.to_image()
+                        target = next(wanted, None)
+                        if target is None:
+                            return
+        except av.error.FFmpegError as exc:
+            raise UserError(f"cannot decode video {self.path}: {exc}; the file may be corrupt") from None
+        raise UserError(f"video {self.path} ended before frame {target}; the file may be truncated")
+
+
+class _MemoryReader:
+    """Frames already in memory: PIL images, HxW(xC) uint8 arrays or tensors."""
+
+    def __init__(self, frames: Sequence[Any]):
+        self.frames = frames
+        self.names = None
+        self.fps = None
+        self.size = self._image(0).size
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def _image(self, i: int) -> Image.Image:
+        frame = self.frames[i]
+        if isinstance(frame, Image.Image):
+            return _to_rgb(frame)
+        array = frame.detach().cpu().numpy() if hasattr(frame, "detach") else np.asarray(frame)
+        if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+            array = array.transpose(1, 2, 0)  # CHW tensor layout
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        if array.dtype != np.uint8:
+            raise UserError(f"in-memory frame {i} has dtype {array.dtype}; give uint8 frames (0..255)")
+        return _to_rgb(Image.fromarray(array))
+
+    def read(self, indices: Sequence[int]) -> Iterator[tuple[int, Image.Image]]:
+        for i in indices:
+            yield i, self._image(i)
+
+
+def _split_frames(frames: Any) -> Sequence[Any]:
+    if isinstance(frames, Image.Image):
+        return [frames]
+    if hasattr(frames, "detach") or isinstance(frames, np.ndarray):
+        if frames.ndim == 4:
+            return list(frames)
+        if frames.ndim in (2, 3):
+            return [frames]
+        raise UserError(f"in-memory video has shape {tuple(frames.shape)}; give T×H×W×C or T×C×H×W frames")
+    return list(frames)
+
+
+def _reader_for_path(path: Path):
+    if not path.exists():
+        raise UserError(f"{path} does not exist; give a video file, a folder of frames or an image")
+    if path.is_dir():
+        files = sorted(
+            (f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key
+        )
+        if not files:
+            raise UserError(f"folder {path} holds no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} frames; give a folder of frames")
+        return _FolderReader(files)
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        _open_image(path)  # fail now, not half-way through writing
+        return _FolderReader([path])
+    if suffix in VIDEO_SUFFIXES:
+        return _ContainerReader(path)
+    raise UserError(
+        f"{path.name}: unsupported file type {suffix or '(none)'}; "
+        f"give a video ({', '.join(VIDEO_SUFFIXES)}), an image or a folder of frames"
+    )
+
+
+class VideoSource:
+    """A video as a lazy sequence of RGB frames.
+
+    Open it from a video file, a folder of frames, one image (a one-frame video) or
+    frames in memory. `resize=(w, h)` resizes every frame as it is read.
+    """
+
+    def __init__(self, reader, path: Path | None = None, resize: tuple[int, int] | None = None):
+        self._reader = reader
+        self.path = path
+        self.resize = resize
+        if len(reader) == 0:
+            raise UserError(f"{path or 'the video'} has zero frames; give a video with at least one frame")
+
+    @classmethod
+    def open(cls, video: Any, resize: tuple[int, int] | None = None) -> VideoSource:
+        if isinstance(video, VideoSource):
+            return video
+        if isinstance(video, (str, Path)):
+            path = Path(video).expanduser()
+            return cls(_reader_for_path(path), path=path, resize=resize)
+        frames = _split_frames(video)
+        if len(frames) == 0:
+            raise UserError("the in-memory video has zero frames; give at least one frame")
+        return cls(_MemoryReader(frames), resize=resize)
+
+    def __len__(self) -> int:
+        return len(self._reader)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self._reader)
+
+    @property
+    def fps(self) -> float | None:
+        return self._reader.fps
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """(width, height) as stored."""
+        return self._reader.size
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frames this source returns."""
+        return self.resize or self._reader.size
+
+    @property
+    def frame_names(self) -> list[str]:
+        return self._reader.names or [f"{i:05d}" for i in range(len(self))]
+
+    def __repr__(self) -> str:
+        w, h = self.size
+        return f"VideoSource({self.path or 'in-memory'}, {len(self)} frames, {w}x{h}, fps={self.fps})"
+
+    def frames(self, indices: Iterable[int] | None = None) -> Iterator[tuple[int, Image.Image]]:
+        """(index, frame) pairs in increasing index order, decoded once each."""
+        wanted = range(len(self)) if indices is None else sorted(set(int(i) for i in indices))
+        bad = [i for i in wanted if not 0 <= i < len(self)]
+        if bad:
+            raise IndexError(f"frame indices {bad} outside 0..{len(self) - 1}")
+        for i, image in self._reader.read(wanted):
+            if self.resize and image.size != tuple(self.resize):
+                image = image.resize(self.resize, Image.BILINEAR)
+            yield i, image
+
+    def __iter__(self) -> Iterator[Image.Image]:
+        for _, image in self.frames():
+            yield image
+
+    def frame(self, index: int) -> Image.Image:
+        if index < 0:
+            index += len(self)
+        return next(self.frames([index]))[1]
+
+    def read_many(self, indices: Iterable[int]) -> dict[int, Image.Image]:
+        """A few frames (keyframes) by index, in one decoding pass."""
+        return dict(self.frames(indices))
