@@ -62,7 +62,7 @@ class _ContainerReader:
         try:
             with av.open(str(path)) as container:
                 if not container.streams.video:
-                    raise UserError(f"{path} has no video stream; give a video file with pictures")
+                    raise UserError(f"{path} has no video frames (no video stream); give a video with at least one frame")
                 stream = container.streams.video[0]
                 self.size = (stream.codec_context.width, stream.codec_context.height)
                 rate = stream.average_rate or stream.guessed_rate
@@ -174,7 +174,7 @@ class VideoSource:
         self.path = path
         self.resize = resize
         if len(reader) == 0:
-            raise UserError(f"{path or 'the video'} has zero frames; give a video with at least one frame")
+            raise UserError(f"{path or 'the video'} has no video frames; give a video with at least one frame")
 
     @classmethod
     def open(cls, video: Any, resize: tuple[int, int] | None = None) -> VideoSource:
@@ -185,7 +185,7 @@ class VideoSource:
             return cls(_reader_for_path(path), path=path, resize=resize)
         frames = _split_frames(video)
         if len(frames) == 0:
-            raise UserError("the in-memory video has zero frames; give at least one frame")
+            raise UserError("the in-memory video has no video frames; give at least one frame")
         return cls(_MemoryReader(frames), resize=resize)
 
     def __len__(self) -> int:

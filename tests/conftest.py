@@ -1,0 +1,66 @@
+"""Shared test helpers: the real videos and fixtures in ../shared, and video encoding with PyAV."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+REFDAVIS = SHARED / "data" / "refdavis-mini3"
+FIXTURES = SHARED / "fixtures"
+QWEN25_FIXTURE = FIXTURES / "sa2va-qwen2_5-vl-tiny"
+VIDEOS = ("blackswan", "car-shadow", "libby")
+
+
+@pytest.fixture(scope="session")
+def refdavis() -> Path:
+    if not REFDAVIS.is_dir():
+        pytest.skip(f"real evaluation data not found at {REFDAVIS} (../shared is absent)")
+    return REFDAVIS
+
+
+@pytest.fixture(scope="session")
+def refdavis_meta(refdavis) -> dict:
+    return json.loads((refdavis / "meta_expressions.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def qwen25_fixture() -> Path:
+    if not QWEN25_FIXTURE.is_dir():
+        pytest.skip(f"Sa2VA fixture not found at {QWEN25_FIXTURE} (../shared is absent)")
+    return QWEN25_FIXTURE
+
+
+def encode_video(frames_dir: Path, path: Path, codec: str, fps: int = 24, limit: int | None = None) -> int:
+    """Encode a folder of frames into a video file with PyAV; returns the frame count."""
+    import av
+
+    files = sorted(frames_dir.glob("*.jpg"))[:limit]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps))
+        width, height = Image.open(files[0]).size
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for file in files:
+            frame = av.VideoFrame.from_image(Image.open(file).convert("RGB"))
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return len(files)
+
+
+def count_video_frames(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def mean_abs_diff(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)).mean())

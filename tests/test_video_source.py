@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from agent.errors import UserError
+from agent.video import VideoSource, select_keyframes
+from conftest import VIDEOS, encode_video, mean_abs_diff
+
+
+@pytest.mark.parametrize("video", VIDEOS)
+def test_real_frame_folders(refdavis, refdavis_meta, video):
+    source = VideoSource.open(refdavis / "JPEGImages" / video)
+    expected = refdavis_meta["videos"][video]["frames"]
+    assert len(source) == len(expected)
+    assert source.frame_names == expected
+    assert source.size == (854, 480) and source.fps is None
+    indices = [i for i, _ in source.frames()]
+    assert indices == list(range(len(expected)))
+    last = source.frame(-1)
+    assert last.size == (854, 480) and last.mode == "RGB"
+    assert np.array_equal(np.asarray(last), np.asarray(Image.open(refdavis / "JPEGImages" / video / f"{expected[-1]}.jpg")))
+
+
+@pytest.mark.parametrize("codec,suffix", [("libx264", "mp4"), ("libvpx-vp9", "webm")])
+def test_real_videos_encoded_as_files(refdavis, tmp_path, codec, suffix):
+    folder = refdavis / "JPEGImages" / "libby"
+    path = tmp_path / f"libby.{suffix}"
+    count = encode_video(folder, path, codec, fps=24, limit=20)
+    source = VideoSource.open(path)
+    assert len(source) == count
+    assert source.fps == pytest.approx(24)
+    assert source.size == (854, 480)
+    assert source.frame_names[:2] == ["00000", "00001"]
+    originals = sorted(folder.glob("*.jpg"))
+    frames = list(source.frames())
+    assert [i for i, _ in frames] == list(range(count))
+    # lossy codecs: decoded frames stay close to their originals and far from other frames
+    for i in (0, count - 1):
+        own = mean_abs_diff(frames[i][1], Image.open(originals[i]))
+        other = mean_abs_diff(frames[i][1], Image.open(originals[count - 1 - i]))
+        assert own < 6 and own < other
+    keyframes = source.read_many([3, 17])
+    assert mean_abs_diff(keyframes[17], frames[17][1]) == 0
+
+
+def test_single_image_is_one_frame_video(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.new("RGBA", (33, 17), (10, 20, 30, 128)).save(path)
+    source = VideoSource.open(path)
+    assert len(source) == 1 and source.size == (33, 17) and source.frame_names == ["00000"]
+    assert source.frame(0).mode == "RGB"
+
+
+def test_in_memory_frames_of_every_kind():
+    gray = np.full((5, 7), 200, dtype=np.uint8)
+    sources = [
+        VideoSource.open([Image.new("L", (7, 5), 200), Image.new("RGBA", (7, 5))]),
+        VideoSource.open(np.stack([np.stack([gray] * 3, -1)] * 2)),  # T×H×W×C
+        VideoSource.open(torch.full((2, 3, 5, 7), 200, dtype=torch.uint8)),  # T×C×H×W
+        VideoSource.open([gray, gray]),
+    ]
+    for source in sources:
+        assert len(source) == 2 and source.size == (7, 5) and source.frame_names == ["00000", "00001"]
+        assert np.asarray(source.frame(0)).shape == (5, 7, 3)
+        assert int(np.asarray(source.frame(0))[0, 0, 0]) == 200
+
+
+def test_natural_sort_and_resize(tmp_path):
+    for i in (10, 2, 1):
+        Image.new("RGB", (9, 7), (i, i, i)).save(tmp_path / f"f{i}.png")
+    source = VideoSource.open(tmp_path, resize=(4, 6))
+    assert source.frame_names == ["f1", "f2", "f10"]
+    assert source.original_size == (9, 7) and source.size == (4, 6)
+    assert [np.asarray(img)[0, 0, 0] for img in source] == [1, 2, 10]
+    assert source.frame(2).size == (4, 6)
+
+
+def test_keyframe_selection():
+    assert select_keyframes(50, 5, "uniform") == [0, 12, 24, 37, 49]
+    assert select_keyframes(50, 5, "first") == [0, 1, 2, 3, 4]
+    assert select_keyframes(3, 5, "uniform") == [0, 1, 2]
+    assert select_keyframes(1, 5) == [0]
+    assert select_keyframes(10, indices=[7, 2, 2]) == [2, 7]
+    with pytest.raises(UserError):
+        select_keyframes(10, indices=[10])
+    with pytest.raises(UserError):
+        select_keyframes(10, 3, "random")
