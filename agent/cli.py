@@ -36,6 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     seg.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    score = sub.add_parser("score", help="score palette masks against ground truth (DAVIS J, F, J&F)")
+    score.add_argument("gt_root", help="folder with Annotations/<video>/<frame>.png")
+    score.add_argument("pred_root", help="folder with <video>/<frame>.png (same object ids; a missing frame is empty)")
+    score.add_argument("--out", required=True, help="report.json to write")
+    score.add_argument("--skip-first-last", action="store_true", help="DAVIS semi-supervised protocol: leave out the first and last frame")
+    score.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    evaluate = sub.add_parser("eval", help="run a backend on a benchmark, write predictions, scores and plots (resumable)")
+    evaluate.add_argument("root", help="dataset root as downloaded")
+    evaluate.add_argument("--dataset", default="generic", help="generic, ref-youtube-vos, ref-davis17, mevis, revos, long-rvos")
+    evaluate.add_argument("--split", help="dataset split (each reader has its usual default)")
+    evaluate.add_argument("--out", required=True, help="evaluation folder (re-run the same command to resume)")
+    _add_backend_options(evaluate)
+    evaluate.add_argument("--answer", help="force the model's answer (teacher forcing)")
+    evaluate.add_argument("--ray", metavar="auto|ADDRESS", help="distribute videos over a Ray cluster (auto: running one, else local)")
+    evaluate.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else 2)")
+    evaluate.add_argument("--debug", action="store_true", help="show tracebacks")
+
     backends = sub.add_parser("backends", help="list backends and whether each can run here")
     backends.add_argument("--model", help="check this model for backends that take one")
     backends.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -68,6 +86,40 @@ def _segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    import json
+
+    from agent.evaluation.scoring import score_folders
+
+    report = score_folders(Path(args.gt_root), Path(args.pred_root), args.skip_first_last)
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(report, indent=1))
+        tmp.replace(out)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror}; choose a writable --out") from None
+    overall = report["overall"]
+    print(f"{report['protocol']}: J {overall['J']:.4f}  F {overall['F']:.4f}  J&F {overall['JF']:.4f}  ({len(report['videos'])} videos) → {out}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from agent.backends import resolve_device
+    from agent.evaluation.runner import EvalJob, run_evaluation
+
+    resolve_device(args.device)  # fail before any work
+    job = EvalJob(args.root, args.dataset, args.split, args.backend, args.out, args.model, args.device, _backend_options(args))
+    report = run_evaluation(job, ray_address=args.ray, workers=args.workers)
+    overall = report.get("overall") or {}
+    print(f"{report['expressions_done']}/{report['expressions_total']} expressions, {len(report['failures'])} failed")
+    if overall:
+        print(f"J {overall['J']:.4f}  F {overall['F']:.4f}  J&F {overall['JF']:.4f}  ({report['seconds_per_frame']} s/frame)")
+    print(f"report: {Path(args.out) / 'report.json'}")
+    return 0 if not report["failures"] else 1
+
+
 def _backends(args: argparse.Namespace) -> int:
     from agent.backends import backend_specs
 
@@ -81,7 +133,8 @@ def _backends(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"segment": _segment, "backends": _backends}[args.command](args)
+        commands = {"segment": _segment, "score": _score, "eval": _eval, "backends": _backends}
+        return commands[args.command](args)
     except UserError as exc:
         if args.debug:
             raise

@@ -37,9 +37,9 @@ def _open_image(path: Path) -> Image.Image:
 class _FolderReader:
     """A folder of jpg/png frames (or one image), naturally sorted."""
 
-    def __init__(self, files: list[Path]):
+    def __init__(self, files: list[Path], named: bool = True):
         self.files = files
-        self.names = [f.stem for f in files] if len(files) > 1 else None
+        self.names = [f.stem for f in files] if named else None
         self.fps = None
         with Image.open(files[0]) as first:
             self.size = first.size
@@ -153,7 +153,7 @@ def _reader_for_path(path: Path):
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         _open_image(path)  # fail now, not half-way through writing
-        return _FolderReader([path])
+        return _FolderReader([path], named=False)
     if suffix in VIDEO_SUFFIXES:
         return _ContainerReader(path)
     raise UserError(
@@ -187,6 +187,17 @@ class VideoSource:
         if len(frames) == 0:
             raise UserError("the in-memory video has no video frames; give at least one frame")
         return cls(_MemoryReader(frames), resize=resize)
+
+    @classmethod
+    def from_frame_files(cls, files: Sequence[Path | str]) -> VideoSource:
+        """Exactly these frame files, in this order (a benchmark's frame list)."""
+        paths = [Path(f) for f in files]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise UserError(f"frame files not found: {', '.join(missing[:3])}; check the dataset")
+        if not paths:
+            raise UserError("no frame files given")
+        return cls(_FolderReader(paths), path=paths[0].parent)
 
     def __len__(self) -> int:
         return len(self._reader)

@@ -1,0 +1,81 @@
+"""Benchmarks whose ground truth is COCO RLE in `mask_dict.json`: MeViS and ReVOS."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from agent.evaluation.datasets.base import Dataset, Expression, as_list, frame_names_of, read_json, require_dir
+
+
+def _decode(rle) -> np.ndarray | None:
+    if not rle:
+        return None
+    if isinstance(rle.get("counts"), str):
+        rle = {"size": rle["size"], "counts": rle["counts"].encode()}
+    decoded = mask_utils.decode(rle)
+    return (decoded.sum(axis=2) if decoded.ndim == 3 else decoded) > 0
+
+
+def rle_union(mask_dict: dict, anno_ids: list) -> callable:
+    """Union over annotations of their per-frame RLE (None or empty → no pixels of that object)."""
+    tracks = [mask_dict[str(a)] for a in anno_ids]
+
+    def mask(index: int):
+        found = None
+        for track in tracks:
+            current = _decode(track[index]) if index < len(track) else None
+            if current is not None:
+                found = current if found is None else found | current
+        return found
+
+    return mask
+
+
+def read_mevis(root: Path, split: str | None = "valid_u") -> Dataset:
+    """MeViS: `<split>/JPEGImages`, `<split>/meta_expressions.json` (obj_id, anno_id lists), `<split>/mask_dict.json`."""
+    split = split or "valid_u"
+    base = root / split
+    meta = read_json(base / "meta_expressions.json")
+    images = require_dir(base / "JPEGImages")
+    mask_path = base / "mask_dict.json"
+    mask_dict = json.loads(mask_path.read_text()) if mask_path.is_file() else None
+    dataset = Dataset("mevis", root, split)
+    for video, info in meta["videos"].items():
+        frames_dir = images / video
+        names = frame_names_of(info, frames_dir)
+        for exp_id, exp in info["expressions"].items():
+            gt = rle_union(mask_dict, as_list(exp["anno_id"])) if mask_dict and "anno_id" in exp else None
+            dataset.expressions.append(Expression(video, str(exp_id), exp["exp"], frames_dir, names, gt=gt, missing_gt_is_empty=True))
+    return dataset
+
+
+REVOS_TYPES = {0: "referring", 1: "reasoning"}
+
+
+def read_revos(root: Path, split: str | None = "valid") -> Dataset:
+    """ReVOS: `JPEGImages`, `meta_expressions_<split>_.json`, `mask_dict.json`, `mask_dict_foreground.json`."""
+    split = split or "valid"
+    meta = read_json(root / f"meta_expressions_{split}_.json")
+    images = require_dir(root / "JPEGImages")
+    mask_dict = read_json(root / "mask_dict.json")
+    foreground_path = root / "mask_dict_foreground.json"
+    foreground = json.loads(foreground_path.read_text()) if foreground_path.is_file() else {}
+    dataset = Dataset("revos", root, split)
+    for video, info in meta["videos"].items():
+        frames_dir = images / video
+        names = frame_names_of(info, frames_dir)
+        fg = None
+        if video in foreground:
+            track = foreground[video]["masks_rle"]
+            fg = lambda i, track=track: _decode(track[i]) if i < len(track) else None  # noqa: E731
+        for exp_id, exp in info["expressions"].items():
+            dataset.expressions.append(Expression(
+                video, str(exp_id), exp["exp"], frames_dir, names,
+                category=REVOS_TYPES.get(exp.get("type_id")), gt=rle_union(mask_dict, as_list(exp["anno_id"])),
+                foreground=fg, missing_gt_is_empty=True,
+            ))
+    return dataset

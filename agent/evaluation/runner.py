@@ -1,0 +1,169 @@
+"""`rvos eval`: run a backend on every expression of a benchmark, resumably, locally or on Ray.
+
+Output folder:
+- `predictions/<video>/<exp_id>/<frame>.png`: the submission layout (8-bit, 0 / 255);
+- `scores/<video>/<exp_id>.json`: one finished expression (its presence is the resume marker);
+- `failures/<video>/<exp_id>.json`: an expression that failed (retried on the next run);
+- `report.json`, `submission.zip`, `plots/*.png` once every expression has run.
+Each expression's files are written under a temporary name and renamed, so a killed run
+loses at most the expression in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from agent.evaluation.datasets import Dataset, Expression, read_dataset
+from agent.evaluation.scoring import FrameScorer
+from agent.video.keyframes import select_keyframes
+from agent.video.source import VideoSource
+
+
+@dataclass
+class EvalJob:
+    root: str
+    dataset: str
+    split: str | None
+    backend: str
+    out: str
+    model: str | None = None
+    device: str = "auto"
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+    def read(self) -> Dataset:
+        return read_dataset(self.root, self.dataset, self.split)
+
+    def load_backend(self):
+        from agent.backends import load_backend
+
+        return load_backend(self.backend, self.model, self.device, **self.backend_options)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def score_path(out: Path, expression: Expression) -> Path:
+    return out / "scores" / expression.video / f"{expression.exp_id}.json"
+
+
+def failure_path(out: Path, expression: Expression) -> Path:
+    return out / "failures" / expression.video / f"{expression.exp_id}.json"
+
+
+def is_done(out: Path, expression: Expression) -> bool:
+    return score_path(out, expression).is_file()
+
+
+def evaluate_expression(backend, expression: Expression, out: Path) -> dict:
+    """Segment one expression, write its prediction PNGs and its score record."""
+    start = time.perf_counter()
+    video = VideoSource.from_frame_files(expression.frame_paths())
+    indices = select_keyframes(len(video), backend.keyframe_count, backend.keyframe_strategy)
+    keyframes = video.read_many(indices)
+    grounding = backend.grounder.ground(keyframes, expression.text)
+    final = out / "predictions" / expression.video / expression.exp_id
+    tmp = final.with_name(f".{expression.exp_id}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    scorer = FrameScorer()
+    width, height = video.size
+    frames = backend.tracker.track(video, grounding.prompts, keyframes) if grounding.prompts else None
+    for index in range(len(video)):
+        pred = np.zeros((height, width), dtype=bool)
+        if frames is not None:
+            for mask in next(frames).masks.values():
+                pred |= mask
+        Image.fromarray(pred.astype(np.uint8) * 255, mode="L").save(tmp / f"{expression.frame_names[index]}.png")
+        gt = expression.gt(index) if expression.gt else None
+        if gt is None and expression.gt is not None and expression.missing_gt_is_empty:
+            gt = np.zeros_like(pred)
+        if gt is not None:
+            foreground = expression.foreground(index) if expression.foreground else None
+            if expression.foreground is not None and foreground is None:
+                foreground = np.zeros_like(pred)
+            scorer.add(index, pred, gt, foreground)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    record = {
+        "video": expression.video, "exp_id": expression.exp_id, "expression": expression.text,
+        "category": expression.category, "answer": grounding.answer, "objects": len(grounding.objects),
+        "keyframes": indices, "seconds": round(time.perf_counter() - start, 3), "frames": len(video),
+    }
+    if scorer.j:
+        record["scores"] = scorer.result()
+        record["per_frame_J"] = scorer.per_frame_j()
+    _write_json(score_path(out, expression), record)
+    failure_path(out, expression).unlink(missing_ok=True)
+    return record
+
+
+def evaluate_video(backend, expressions: list[Expression], out: Path) -> list[str]:
+    """Every pending expression of one video; a failure is recorded and the others go on."""
+    failed = []
+    for expression in expressions:
+        if is_done(out, expression):
+            continue
+        try:
+            evaluate_expression(backend, expression, out)
+        except Exception as exc:  # recorded, retried on the next run
+            _write_json(failure_path(out, expression), {
+                "video": expression.video, "exp_id": expression.exp_id,
+                "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+            })
+            failed.append(expression.key)
+    return failed
+
+
+def pending_videos(dataset: Dataset, out: Path) -> dict[str, list[Expression]]:
+    by_video: dict[str, list[Expression]] = {}
+    for expression in dataset.expressions:
+        by_video.setdefault(expression.video, []).append(expression)
+    return {v: exps for v, exps in by_video.items() if not all(is_done(out, e) for e in exps)}
+
+
+def _run_local(job: EvalJob, todo: dict[str, list[Expression]], out: Path, bar, backend=None) -> None:
+    backend = backend or job.load_backend()
+    for expressions in todo.values():
+        evaluate_video(backend, expressions, out)
+        bar.update()
+
+
+def run_evaluation(job: EvalJob, ray_address: str | None = None, workers: int | None = None, progress: bool = True, backend=None) -> dict:
+    """Evaluate `job`; `backend` reuses an already loaded backend for a local run."""
+    from agent.evaluation.report import build_report, write_plots, write_submission_zip
+
+    dataset = job.read()
+    out = Path(job.out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = pending_videos(dataset, out)
+    videos = dataset.videos()
+    bar = tqdm(total=len(videos), initial=len(videos) - len(todo), unit="video", desc="eval", disable=not progress)
+    if todo:
+        if ray_address:
+            from agent.evaluation.distributed import run_on_ray
+
+            run_on_ray(job, list(todo), out, ray_address, workers, bar)
+        else:
+            _run_local(job, todo, out, bar, backend)
+    bar.close()
+    report = build_report(dataset, out, job)
+    _write_json(out / "report.json", report)
+    write_submission_zip(dataset, out)
+    if dataset.has_gt:
+        write_plots(report, out / "plots")
+    return report
