@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     seg.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    chat = sub.add_parser("chat", help="talk about a video: multi-turn questions and segmentation requests")
+    chat.add_argument("video", help="video file, folder of frames, or image")
+    _add_backend_options(chat)
+    chat.add_argument("--mode", choices=["auto", "direct", "reasoning"], default="auto", help="how instructions are answered")
+    chat.add_argument("--answer", help=argparse.SUPPRESS)
+    chat.add_argument("--debug", action="store_true", help="show tracebacks")
+
     score = sub.add_parser("score", help="score palette masks against ground truth (DAVIS J, F, J&F)")
     score.add_argument("gt_root", help="folder with Annotations/<video>/<frame>.png")
     score.add_argument("pred_root", help="folder with <video>/<frame>.png (same object ids; a missing frame is empty)")
@@ -93,6 +100,16 @@ def _segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chat(args: argparse.Namespace) -> int:
+    from agent.assistant import Assistant
+    from agent.assistant.chat import run_chat
+    from agent.video.source import VideoSource
+
+    video = VideoSource.open(args.video)  # bad input fails before a model loads
+    assistant = Assistant.load(args.backend, args.model, args.device, **_backend_options(args))
+    return run_chat(assistant.open(video), mode=args.mode)
+
+
 def _score(args: argparse.Namespace) -> int:
     import json
 
@@ -147,7 +164,7 @@ def _backends(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"segment": _segment, "score": _score, "eval": _eval, "weights": _weights, "backends": _backends}
+        commands = {"segment": _segment, "chat": _chat, "score": _score, "eval": _eval, "weights": _weights, "backends": _backends}
         return commands[args.command](args)
     except UserError as exc:
         if args.debug:

@@ -1,5 +1,5 @@
 """Grounders read keyframes and an instruction and say which objects are meant."""
 
-from agent.grounder.protocol import Grounder, Grounding, ObjectPrompt, Turn
+from agent.grounder.protocol import Grounder, Grounding, ObjectPrompt, Thought, Turn, Verdict
 
-__all__ = ["Grounder", "Grounding", "ObjectPrompt", "Turn"]
+__all__ = ["Grounder", "Grounding", "ObjectPrompt", "Thought", "Turn", "Verdict"]

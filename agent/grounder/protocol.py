@@ -46,6 +46,22 @@ class Grounding:
         return sorted(self.objects)
 
 
+@dataclass
+class Thought:
+    """A reasoning step's result: the text, and the referring expression it settled on."""
+
+    text: str
+    expression: str
+
+
+@dataclass
+class Verdict:
+    """A verification's result: is the chosen object the right one, and why (feedback for a retry)."""
+
+    ok: bool
+    text: str
+
+
 class Grounder(Protocol):
     def ground(
         self,
@@ -53,3 +69,8 @@ class Grounder(Protocol):
         instruction: str,
         history: Sequence[Turn] = (),
     ) -> Grounding: ...
+
+
+# Optional, for the agent's reasoning mode (a grounder may have either, both or neither):
+#   reason(keyframes, instruction, history, feedback=None) -> Thought
+#   verify(masked_keyframes, instruction, grounding) -> Verdict

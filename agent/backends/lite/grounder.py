@@ -18,7 +18,7 @@ from PIL import Image
 from agent.backends.lite.detector import CenterNetDetector, Detection
 from agent.backends.lite.segmenter import MiniSam
 from agent.backends.lite.text import VOCABULARY, ClassMatcher, Query, parse
-from agent.grounder.protocol import Grounding, ObjectPrompt, Turn
+from agent.grounder.protocol import Grounding, ObjectPrompt, Turn, Verdict
 
 LINK_DISTANCE = 0.3  # of the frame diagonal: farthest a candidate moves between two keyframes
 COLOUR_CHECKS = 4  # colour needs a mask: only the best candidates by detection are checked
@@ -63,6 +63,21 @@ def link(per_frame: Mapping[int, list[Detection]], diagonal: float) -> list[Cand
                 best.detections[frame] = detection
                 free.remove(best)
     return candidates
+
+
+def count_objects(per_frame: Mapping[int, list[Detection]], overlap: float = 0.3) -> int:
+    """The most objects seen together on one keyframe, counting only confident, distinct boxes."""
+    import torch
+    from torchvision.ops import nms
+
+    best = max((d.score for found in per_frame.values() for d in found), default=0.0)
+    counts = []
+    for found in per_frame.values():
+        sure = [d for d in found if d.score >= 0.5 * best]
+        if sure:
+            boxes = torch.tensor([d.box for d in sure], dtype=torch.float32)
+            counts.append(len(nms(boxes, torch.tensor([d.score for d in sure]), overlap)))
+    return max(counts, default=0)
 
 
 def colour_share(image: Image.Image, mask: np.ndarray, colour: str) -> float:
@@ -127,9 +142,25 @@ class LiteGrounder:
                 candidate.reasons.append(f"{'moving ' + (query.direction or '') if query.motion != 'still' else 'still'} {speed * 1000:.1f}‰/frame".replace("  ", " "))
             candidate.score *= factor
 
+    def _follow_up(self, query: Query, history: Sequence[Turn]) -> Query:
+        """"now the one on the left", "all of them": the object kind comes from an earlier turn."""
+        if query.class_index is not None:
+            return query
+        for turn in reversed(history):
+            if turn.role == "user":
+                earlier = parse(turn.text, self.matcher)
+                if earlier.class_index is not None:
+                    query.noun, query.class_index, query.class_similarity = earlier.noun, earlier.class_index, earlier.class_similarity
+                    break
+        return query
+
     def ground(self, keyframes: Mapping[int, Image.Image], instruction: str, history: Sequence[Turn] = ()) -> Grounding:
-        query = parse(instruction, self.matcher)
+        query = self._follow_up(parse(instruction, self.matcher), history)
+        lowered = instruction.lower().strip()
+        question = next((kind for kind, starts in VOCABULARY["questions"].items() if lowered.startswith(tuple(starts))), None)
         if query.class_index is None:
+            if query.noun is None:
+                return Grounding("Which object do you mean? Name it, e.g. \"the dog on the left\".", extras={"query": query})
             return Grounding(f"I can't find \"{query.noun}\": it is not among the kinds of object I know, so nothing is segmented.",
                              extras={"query": query})
         size = next(iter(keyframes.values())).size
@@ -142,8 +173,19 @@ class LiteGrounder:
         for candidate in candidates:
             scores = [d.score for d in candidate.detections.values()]
             candidate.score = float(np.mean(scores)) * np.sqrt(len(scores) / len(keyframes)) * query.class_similarity
+        if question == "count":
+            count = count_objects(per_frame)
+            return Grounding(f"I see {count} {query.class_name}{'s' if count != 1 else ''}{noun} in this video.",
+                             extras={"query": query, "candidates": candidates})
+        if question == "activity":
+            query.motion = query.motion or "moving"
         self._attribute_factors(query, candidates, keyframes, size)
         candidates.sort(key=lambda c: -c.score)
+        if question == "activity":
+            _, _, speed = candidates[0].displacement(float(np.hypot(*size)))
+            state = "moving" if speed > 0.002 else "staying mostly still"
+            return Grounding(f"The {query.class_name} is {state} ({speed * 1000:.1f}‰ of the frame diagonal per frame).",
+                             extras={"query": query, "candidates": candidates})
         chosen = [c for c in candidates if c.score >= 0.5 * candidates[0].score] if query.plural else candidates[:1]
         prompts, objects = [], {}
         for object_id, candidate in enumerate(chosen, start=1):
@@ -152,3 +194,13 @@ class LiteGrounder:
         details = "; ".join(f"#{i}: {c.score:.2f}" + (", " + ", ".join(c.reasons) if c.reasons else "") for i, c in enumerate(chosen, 1))
         answer = f"{query.class_name}{noun}: {len(chosen)} of {len(candidates)} candidate(s) — {details}"
         return Grounding(answer, prompts, objects, extras={"query": query, "candidates": candidates})
+
+    def verify(self, masked_keyframes: Mapping[int, Image.Image], instruction: str, grounding: Grounding) -> Verdict:
+        """Rule-based check: the chosen candidates must be confident enough and their masks not empty."""
+        candidates = grounding.extras.get("candidates") or []
+        if not grounding.prompts or not candidates:
+            return Verdict(False, "no object was chosen")
+        best = max(c.score for c in candidates)
+        if best < VOCABULARY["verify_min_score"]:
+            return Verdict(False, f"the best candidate scored only {best:.2f}")
+        return Verdict(True, f"yes: best candidate scored {best:.2f}")

@@ -87,14 +87,17 @@ def parse(text: str, matcher: ClassMatcher) -> Query:
     words = words_of(text)
     query = Query(text)
     phrase = first_noun_phrase(words) or words
+    skip = set(VOCABULARY["determiners"]) | set(VOCABULARY["pronouns"])
+    phrase = [w for w in phrase if w not in skip]
     candidates = [phrase[-1]] + phrase[:-1][::-1] if phrase else []
-    candidates += [w for w in words if w not in candidates and w not in VOCABULARY["determiners"]]
+    candidates += [w for w in words if w not in candidates and w not in skip]
     for word, (index, similarity) in zip(candidates, matcher.best([_singular(w) for w in candidates])):
         if similarity >= matcher.threshold:
             query.noun, query.class_index, query.class_similarity = word, index, similarity
             break
     if query.noun is None and candidates:
         query.noun = candidates[0]
+    query.plural = query.plural or "them" in words or "they" in words
     query.plural = any(w in VOCABULARY["plural_words"] for w in words) or (
         query.noun is not None and query.noun != _singular(query.noun) and query.noun not in ("bus", "glass")
     )

@@ -10,13 +10,14 @@ prompt. The `[SEG]` state is the last layer's hidden state at the position where
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import re
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
 from qwen_vl_utils import process_vision_info
 
-from agent.grounder.protocol import Grounding, ObjectPrompt, Turn
+from agent.grounder.protocol import Grounding, ObjectPrompt, Thought, Turn, Verdict
 from agent.prompts import render
 
 SEG_TOKEN = "[SEG]"
@@ -34,6 +35,15 @@ def as_request(instruction: str, family: str) -> str:
     return render("segment", family, expression=text.rstrip("."))
 
 
+def settled_expression(text: str) -> str:
+    """What follows the last 'Answer:' in a reasoning text (else its last sentence)."""
+    match = re.findall(r"answer\s*:\s*(.+)", text, flags=re.IGNORECASE)
+    if match:
+        return match[-1].strip().rstrip(".")
+    sentences = [s.strip() for s in re.split(r"[.\n]", text) if s.strip()]
+    return sentences[-1] if sentences else text.strip()
+
+
 @dataclass
 class Sa2VAOutput:
     answer: str
@@ -44,7 +54,7 @@ class Sa2VAOutput:
 class Sa2VAGrounder:
     def __init__(self, vlm, processor, projector: torch.nn.Module, family: str, *,
                  min_pixels: int = OFFICIAL_MIN_PIXELS, max_pixels: int = OFFICIAL_MAX_PIXELS,
-                 max_new_tokens: int = 512, answer: str | None = None):
+                 max_new_tokens: int = 512, answer: str | None = None, teacher: dict[str, str] | None = None):
         self.vlm = vlm
         self.processor = processor
         self.projector = projector
@@ -52,7 +62,11 @@ class Sa2VAGrounder:
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
         self.max_new_tokens = max_new_tokens
-        self.forced_answer = answer
+        # Forced answers per step ("segment", "reason", "verify"): teacher forcing for evaluation,
+        # training and tests with models that cannot answer (random weights).
+        self.teacher = dict(teacher or {})
+        if answer is not None:
+            self.teacher["segment"] = answer
         tokenizer = processor.tokenizer
         self.seg_token_id = tokenizer.convert_tokens_to_ids(SEG_TOKEN)
         if self.seg_token_id is None or self.seg_token_id == tokenizer.unk_token_id:
@@ -63,18 +77,18 @@ class Sa2VAGrounder:
     def device(self) -> torch.device:
         return next(self.vlm.parameters()).device
 
-    def messages(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = ()) -> list[dict]:
+    def messages(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = (), system: str | None = None) -> list[dict]:
         """Chat messages: the frames go with the first user turn, as Sa2VA was trained."""
         turns = [*history, Turn("user", text)]
-        messages = []
+        messages = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []
         for n, turn in enumerate(turns):
             content = [{"type": "image", "image": frame} for frame in frames] if n == 0 else []
             content.append({"type": "text", "text": turn.text.replace("<image>", "")})
             messages.append({"role": turn.role, "content": content})
         return messages
 
-    def prompt_inputs(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = ()):
-        messages = self.messages(frames, text, history)
+    def prompt_inputs(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = (), system: str | None = None):
+        messages = self.messages(frames, text, history, system)
         prompt = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         images, videos = process_vision_info(messages)
         return self.processor(
@@ -95,9 +109,10 @@ class Sa2VAGrounder:
         return extended
 
     @torch.inference_mode()
-    def run(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = (), answer: str | None = None) -> Sa2VAOutput:
+    def run(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = (), answer: str | None = None,
+            system: str | None = None) -> Sa2VAOutput:
         """Answer `text` about `frames` (greedy), or take `answer` as given (teacher forcing)."""
-        inputs = self.prompt_inputs(frames, text, history)
+        inputs = self.prompt_inputs(frames, text, history, system)
         tokenizer = self.processor.tokenizer
         if answer is None:
             generated = self.vlm.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
@@ -119,7 +134,7 @@ class Sa2VAGrounder:
     def ground(self, keyframes: Mapping[int, Image.Image], instruction: str, history: Sequence[Turn] = (), answer: str | None = None) -> Grounding:
         indices = sorted(keyframes)
         text = as_request(instruction, self.family)
-        out = self.run([keyframes[i] for i in indices], text, history, answer or self.forced_answer)
+        out = self.run([keyframes[i] for i in indices], text, history, answer or self.teacher.get("segment"))
         objects = {n + 1: f"{SEG_TOKEN} #{n + 1} of the answer" for n in range(len(out.seg_embedding))}
         prompts = [
             ObjectPrompt(object_id=n + 1, frame_index=t, embedding=out.seg_embedding[n])
@@ -127,3 +142,18 @@ class Sa2VAGrounder:
             for t in indices
         ]
         return Grounding(out.answer, prompts, objects, extras={"seg_hidden": out.seg_hidden, "seg_embedding": out.seg_embedding, "request": text})
+
+    def reason(self, keyframes: Mapping[int, Image.Image], instruction: str, history: Sequence[Turn] = (), feedback: str | None = None) -> Thought:
+        """Think in text first; the expression settled on is what gets grounded."""
+        template = "retry" if feedback else "reason"
+        prompt = render(template, self.family, instruction=instruction, feedback=feedback or "")
+        frames = [keyframes[i] for i in sorted(keyframes)]
+        text = self.run(frames, prompt, history, self.teacher.get("reason"), system=render("system", self.family)).answer
+        return Thought(text, settled_expression(text))
+
+    def verify(self, masked_keyframes: Mapping[int, Image.Image], instruction: str, grounding: Grounding) -> Verdict:
+        """Show the model its own masks and ask whether they are what was asked for."""
+        prompt = render("verify", self.family, instruction=instruction)
+        frames = [masked_keyframes[i] for i in sorted(masked_keyframes)]
+        text = self.run(frames, prompt, (), self.teacher.get("verify"), system=render("system", self.family)).answer
+        return Verdict(text.strip().lower().startswith("yes"), text)

@@ -1,0 +1,6 @@
+"""The agent: sessions on a video, multi-turn, direct or reasoning, replies with lazy masks and a trace."""
+
+from agent.assistant.reply import Reply, Step
+from agent.assistant.session import Assistant, Session
+
+__all__ = ["Assistant", "Reply", "Session", "Step"]

@@ -1,0 +1,86 @@
+"""`rvos chat VIDEO`: a conversation in the terminal (line editing and history where readline exists).
+
+Commands: /save DIR, /show (writes and opens the last reply's overlay), /mode auto|direct|reasoning,
+/trace, /reset, /quit. Works with piped input (each line is one turn), which is how tests drive it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from agent.assistant.session import MODES, Session
+from agent.errors import UserError
+
+HELP = "commands: /save DIR  /show  /mode auto|direct|reasoning  /trace  /reset  /quit"
+
+
+def _line_editing() -> None:
+    try:
+        import readline  # noqa: F401  (importing it gives input() editing and history)
+    except ImportError:
+        pass
+
+
+def _show(session: Session, out=print) -> None:
+    reply = session.replies[-1]
+    folder = Path(tempfile.mkdtemp(prefix="rvos-chat-"))
+    path = reply.save(folder / "reply") / "overlay.mp4"
+    opener = shutil.which("xdg-open") or shutil.which("open")
+    if opener and sys.stdout.isatty():
+        subprocess.Popen([opener, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out(f"overlay: {path}")
+
+
+def run_chat(session: Session, mode: str = "auto", lines=None, out=print) -> int:
+    """Read turns from `lines` (default: standard input) until /quit or the end of input."""
+    interactive = lines is None and sys.stdin.isatty()
+    if interactive:
+        _line_editing()
+        out(f"rvos chat — {session.video!r}\n{HELP}")
+    source = iter(lines) if lines is not None else None
+    while True:
+        try:
+            line = (input("you> ") if interactive else next(source) if source else sys.stdin.readline())
+        except (EOFError, StopIteration):
+            break
+        if line == "" and not interactive and source is None:
+            break  # end of piped input
+        line = line.strip()
+        if not line:
+            continue
+        command, _, argument = line.partition(" ")
+        try:
+            if command in ("/quit", "/exit"):
+                break
+            if command == "/reset":
+                session.reset()
+                out("(conversation reset)")
+            elif command == "/mode":
+                if argument not in MODES:
+                    raise UserError(f"/mode takes one of {', '.join(MODES)}")
+                mode = argument
+                out(f"(mode: {mode})")
+            elif command == "/save":
+                if not session.replies or not argument:
+                    raise UserError("/save DIR saves the last reply: ask something first, and give a folder")
+                out(f"saved: {session.replies[-1].save(argument.strip(), overwrite=True)}")
+            elif command == "/show":
+                if not session.replies:
+                    raise UserError("/show needs a reply: ask something first")
+                _show(session, out)
+            elif command == "/trace":
+                for step in session.replies[-1].trace if session.replies else []:
+                    out(f"  {step}")
+            elif command.startswith("/"):
+                raise UserError(f"unknown command {command}; {HELP}")
+            else:
+                reply = session.ask(line, mode=mode)
+                objects = ", ".join(f"#{i} {d}" for i, d in sorted(reply.objects.items())) or "no objects"
+                out(f"rvos> {reply.answer}\n      [{objects}]")
+        except UserError as exc:
+            out(f"rvos> error: {exc}")
+    return 0
