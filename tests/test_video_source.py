@@ -86,3 +86,27 @@ def test_keyframe_selection():
         select_keyframes(10, indices=[10])
     with pytest.raises(UserError):
         select_keyframes(10, 3, "random")
+
+
+def test_frame_sequences_are_read_lazily():
+    """A sequence that makes frames on demand is never materialised (long videos stay out of memory)."""
+    from collections.abc import Sequence
+
+    class Counting(Sequence):
+        def __init__(self):
+            self.reads = []
+
+        def __len__(self):
+            return 10_000
+
+        def __getitem__(self, index):
+            if not 0 <= index < len(self):
+                raise IndexError(index)
+            self.reads.append(index)
+            return np.full((6, 8, 3), index % 256, np.uint8)
+
+    frames = Counting()
+    source = VideoSource.open(frames)
+    assert len(source) == 10_000 and source.size == (8, 6)
+    assert np.asarray(source.frame(9_999))[0, 0, 0] == 9_999 % 256
+    assert sorted(set(frames.reads)) == [0, 9_999]

@@ -22,7 +22,8 @@ class ObjectPrompt:
     """What the tracker needs to find one object on one keyframe.
 
     A VLM grounder gives a language `embedding` (the projected `[SEG]` state); a
-    detector-based grounder gives a `box` (x0, y0, x1, y1 in frame pixels).
+    detector-based grounder gives a `box` (x0, y0, x1, y1 in frame pixels); a known
+    first-frame `mask` (bool, frame size) is the semi-supervised VOS prompt.
     """
 
     object_id: int
@@ -30,6 +31,7 @@ class ObjectPrompt:
     embedding: Any | None = None
     box: tuple[float, float, float, float] | None = None
     label: str | None = None  # what kind of object, when the grounder knows (lets a tracker re-detect it)
+    mask: Any | None = None
 
 
 @dataclass

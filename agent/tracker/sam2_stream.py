@@ -31,7 +31,8 @@ class _ObjectGroup:
     """Objects prompted on the same keyframes, tracked as one batch."""
 
     object_ids: list[int]
-    tokens: dict[int, torch.Tensor]  # frame index → [B, 1, C]
+    tokens: dict[int, torch.Tensor]  # frame index → [B, 1, C] language tokens, or [B, 1, H, W] masks
+    kind: str = "embedding"  # or "mask"
     memory: dict[str, dict[int, dict]] = field(
         default_factory=lambda: {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
     )
@@ -52,18 +53,25 @@ class FrameLogits:
 
 
 def _group_prompts(prompts: Sequence[ObjectPrompt]) -> list[_ObjectGroup]:
+    """Objects prompted the same way on the same frames are tracked as one batch."""
     frames_of: dict[int, dict[int, torch.Tensor]] = {}
+    kind_of: dict[int, str] = {}
     for prompt in prompts:
-        if prompt.embedding is None:
-            raise ValueError(f"object {prompt.object_id}: the SAM 2 tracker needs a language embedding")
-        frames_of.setdefault(prompt.object_id, {})[prompt.frame_index] = torch.as_tensor(prompt.embedding)
-    by_frames: dict[tuple[int, ...], list[int]] = {}
+        if prompt.embedding is not None:
+            value, kind = torch.as_tensor(prompt.embedding), "embedding"
+        elif prompt.mask is not None:
+            value, kind = torch.as_tensor(prompt.mask, dtype=torch.float32), "mask"
+        else:
+            raise ValueError(f"object {prompt.object_id}: the SAM 2 tracker needs a language embedding or a mask")
+        frames_of.setdefault(prompt.object_id, {})[prompt.frame_index] = value
+        kind_of[prompt.object_id] = kind
+    by_frames: dict[tuple, list[int]] = {}
     for object_id in sorted(frames_of):
-        by_frames.setdefault(tuple(sorted(frames_of[object_id])), []).append(object_id)
+        by_frames.setdefault((kind_of[object_id], tuple(sorted(frames_of[object_id]))), []).append(object_id)
     groups = []
-    for frames, ids in by_frames.items():
+    for (kind, frames), ids in by_frames.items():
         tokens = {t: torch.stack([frames_of[i][t] for i in ids])[:, None] for t in frames}
-        groups.append(_ObjectGroup(ids, tokens))
+        groups.append(_ObjectGroup(ids, tokens, kind=kind))
     return groups
 
 
@@ -78,6 +86,7 @@ class SAM2StreamTracker:
         self._size = size
         # Non-conditioning frames further back than this are never attended to again.
         self._horizon = max(model.num_maskmem, model.max_obj_ptrs_in_encoder)
+        self.last_memory_frames: list[int] = []  # frames held per object group (for long-video checks)
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -105,9 +114,16 @@ class SAM2StreamTracker:
             point_inputs=None, mask_inputs=None, output_dict=group.memory, num_frames=num_frames,
         )
         with self._autocast():
-            if conditioning:
+            if conditioning and group.kind == "mask":
+                # resized as the stock predictor's add_new_mask resizes it
+                masks = group.tokens[frame_index].to(self.device)
+                masks = F.interpolate(masks, size=(self._size, self._size), mode="bilinear", align_corners=False, antialias=True) >= 0.5
+                common["mask_inputs"] = masks.float()
+                out = self.model.track_step(is_init_cond_frame=True, run_mem_encoder=False, **common)
+            elif conditioning:
                 with self.model.language_prompt(group.tokens[frame_index]):
                     out = self.model.track_step(is_init_cond_frame=True, run_mem_encoder=False, **common)
+            if conditioning:
                 high_res = F.interpolate(out["pred_masks"], size=(self._size, self._size), mode="bilinear", align_corners=False)
                 out["maskmem_features"], out["maskmem_pos_enc"] = self.model._encode_new_memory(
                     feats, sizes, high_res, out["object_score_logits"], is_mask_from_pts=True
@@ -178,6 +194,7 @@ class SAM2StreamTracker:
                         out["pred_masks"][row : row + 1], size=(self._size, self._size), mode="bilinear", align_corners=False
                     )[0, 0]
                     scores[object_id] = float(out["object_score_logits"][row, 0])
+            self.last_memory_frames = [len(g.memory["cond_frame_outputs"]) + len(g.memory["non_cond_frame_outputs"]) for g in groups]
             yield FrameLogits(t, image, logits, scores)
 
     def track(

@@ -137,6 +137,8 @@ def _split_frames(frames: Any) -> Sequence[Any]:
         if frames.ndim in (2, 3):
             return [frames]
         raise UserError(f"in-memory video has shape {tuple(frames.shape)}; give T×H×W×C or T×C×H×W frames")
+    if hasattr(frames, "__len__") and hasattr(frames, "__getitem__"):
+        return frames  # a sequence (maybe generating frames on demand): never materialised
     return list(frames)
 
 
