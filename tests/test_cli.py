@@ -43,12 +43,16 @@ def bad_inputs(tmp_path, frames_dir):
     empty = tmp_path / "empty"
     empty.mkdir()
     (tmp_path / "notes.txt").write_text("hello")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "00000.jpg").write_bytes(b"not a jpeg")
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     return {
         "missing path": ([tmp_path / "nope.mp4", "the dog"], "does not exist"),
         "corrupt video": ([corrupt, "the dog"], "cannot read video"),
         "empty folder": ([empty, "the dog"], "holds no"),
+        "corrupt frame": ([broken, "the dog"], "cannot read image"),
         "zero frames": ([empty_video(tmp_path / "zero.mp4"), "the dog"], "no video frames"),
         "unsupported file": ([tmp_path / "notes.txt", "the dog"], "unsupported file type"),
         "empty instruction": ([frames_dir, "   "], "instruction is empty"),
@@ -58,7 +62,7 @@ def bad_inputs(tmp_path, frames_dir):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing path", "corrupt video", "empty folder", "zero frames", "unsupported file", "empty instruction", "unwritable output"],
+    ["missing path", "corrupt video", "empty folder", "corrupt frame", "zero frames", "unsupported file", "empty instruction", "unwritable output"],
 )
 def test_bad_input_is_one_clear_line(tmp_path, frames_dir, capsys, monkeypatch, case):
     monkeypatch.setattr(checkpoint, "cached_snapshot", lambda model: None)

@@ -41,8 +41,11 @@ class _FolderReader:
         self.files = files
         self.names = [f.stem for f in files] if named else None
         self.fps = None
-        with Image.open(files[0]) as first:
-            self.size = first.size
+        try:
+            with Image.open(files[0]) as first:
+                self.size = first.size
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UserError(f"cannot read image {files[0]}: {exc}; check the file or remove it") from None
 
     def __len__(self) -> int:
         return len(self.files)

@@ -70,5 +70,14 @@ def frame_names_of(video: dict, frames_dir: Path) -> list[str]:
     return sorted(p.stem for p in frames_dir.glob("*.jpg"))
 
 
+def each_expression(meta: dict, images: Path):
+    """(video, expression id, expression entry, frames folder, frame names) for every expression."""
+    for video, info in meta["videos"].items():
+        frames_dir = images / video
+        names = frame_names_of(info, frames_dir)
+        for exp_id, exp in info["expressions"].items():
+            yield video, str(exp_id), exp, frames_dir, names
+
+
 def as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.evaluation.datasets.base import Dataset, Expression, as_list, frame_names_of, read_json, require_dir
+from agent.evaluation.datasets.base import Dataset, Expression, as_list, each_expression, read_json, require_dir
 from agent.writers.palette import read_palette_png
 
 
@@ -23,14 +23,11 @@ def palette_gt(annotations: Path, names: list[str], object_ids: list[int]):
 
 
 def _meta_expressions(dataset: Dataset, meta: dict, images: Path, annotations: Path | None) -> Dataset:
-    for video, info in meta["videos"].items():
-        frames_dir = images / video
-        names = frame_names_of(info, frames_dir)
-        for exp_id, exp in info["expressions"].items():
-            gt = None
-            if annotations is not None and (annotations / video).is_dir() and "obj_id" in exp:
-                gt = palette_gt(annotations / video, names, [int(i) for i in as_list(exp["obj_id"])])
-            dataset.expressions.append(Expression(video, str(exp_id), exp["exp"], frames_dir, names, gt=gt))
+    for video, exp_id, exp, frames_dir, names in each_expression(meta, images):
+        gt = None
+        if annotations is not None and (annotations / video).is_dir() and "obj_id" in exp:
+            gt = palette_gt(annotations / video, names, [int(i) for i in as_list(exp["obj_id"])])
+        dataset.expressions.append(Expression(video, exp_id, exp["exp"], frames_dir, names, gt=gt))
     return dataset
 
 
@@ -89,17 +86,13 @@ def read_long_rvos(root: Path, split: str | None = "valid") -> Dataset:
     images = require_dir(base / "JPEGImages")
     annotations = base / "Annotations"
     dataset = Dataset("long-rvos", root, split)
-    for video, info in meta["videos"].items():
-        frames_dir = images / video
-        names = frame_names_of(info, frames_dir)
-        for exp_id, exp in info["expressions"].items():
-            gt = None
-            if annotations.is_dir():
-                folders = [annotations / video / str(o) for o in as_list(exp["obj_id"])]
-                gt = _binary_union(folders, names)
-            dataset.expressions.append(
-                Expression(video, str(exp_id), exp["exp"], frames_dir, names, category=exp.get("type"), gt=gt, missing_gt_is_empty=True)
-            )
+    for video, exp_id, exp, frames_dir, names in each_expression(meta, images):
+        gt = None
+        if annotations.is_dir():
+            gt = _binary_union([annotations / video / str(o) for o in as_list(exp["obj_id"])], names)
+        dataset.expressions.append(
+            Expression(video, exp_id, exp["exp"], frames_dir, names, category=exp.get("type"), gt=gt, missing_gt_is_empty=True)
+        )
     return dataset
 
 

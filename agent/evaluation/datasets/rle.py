@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from agent.evaluation.datasets.base import Dataset, Expression, as_list, frame_names_of, read_json, require_dir
+from agent.evaluation.datasets.base import Dataset, Expression, as_list, each_expression, read_json, require_dir
 
 
 def _decode(rle) -> np.ndarray | None:
@@ -44,12 +44,9 @@ def read_mevis(root: Path, split: str | None = "valid_u") -> Dataset:
     mask_path = base / "mask_dict.json"
     mask_dict = json.loads(mask_path.read_text()) if mask_path.is_file() else None
     dataset = Dataset("mevis", root, split)
-    for video, info in meta["videos"].items():
-        frames_dir = images / video
-        names = frame_names_of(info, frames_dir)
-        for exp_id, exp in info["expressions"].items():
-            gt = rle_union(mask_dict, as_list(exp["anno_id"])) if mask_dict and "anno_id" in exp else None
-            dataset.expressions.append(Expression(video, str(exp_id), exp["exp"], frames_dir, names, gt=gt, missing_gt_is_empty=True))
+    for video, exp_id, exp, frames_dir, names in each_expression(meta, images):
+        gt = rle_union(mask_dict, as_list(exp["anno_id"])) if mask_dict and "anno_id" in exp else None
+        dataset.expressions.append(Expression(video, exp_id, exp["exp"], frames_dir, names, gt=gt, missing_gt_is_empty=True))
     return dataset
 
 
@@ -65,17 +62,18 @@ def read_revos(root: Path, split: str | None = "valid") -> Dataset:
     foreground_path = root / "mask_dict_foreground.json"
     foreground = json.loads(foreground_path.read_text()) if foreground_path.is_file() else {}
     dataset = Dataset("revos", root, split)
-    for video, info in meta["videos"].items():
-        frames_dir = images / video
-        names = frame_names_of(info, frames_dir)
-        fg = None
-        if video in foreground:
-            track = foreground[video]["masks_rle"]
-            fg = lambda i, track=track: _decode(track[i]) if i < len(track) else None  # noqa: E731
-        for exp_id, exp in info["expressions"].items():
-            dataset.expressions.append(Expression(
-                video, str(exp_id), exp["exp"], frames_dir, names,
-                category=REVOS_TYPES.get(exp.get("type_id")), gt=rle_union(mask_dict, as_list(exp["anno_id"])),
-                foreground=fg, missing_gt_is_empty=True,
-            ))
+    for video, exp_id, exp, frames_dir, names in each_expression(meta, images):
+        dataset.expressions.append(Expression(
+            video, exp_id, exp["exp"], frames_dir, names,
+            category=REVOS_TYPES.get(exp.get("type_id")), gt=rle_union(mask_dict, as_list(exp["anno_id"])),
+            foreground=_foreground(foreground, video), missing_gt_is_empty=True,
+        ))
     return dataset
+
+
+def _foreground(foreground: dict, video: str):
+    """ReVOS's every-object mask of a video, by frame index (None when the file lacks the video)."""
+    if video not in foreground:
+        return None
+    track = foreground[video]["masks_rle"]
+    return lambda i: _decode(track[i]) if i < len(track) else None
