@@ -7,6 +7,7 @@ hub checkpoint (config.json read here, no trust_remote_code) and must reproduce 
 
 import json
 import shutil
+from pathlib import Path
 import subprocess
 import sys
 
@@ -46,8 +47,28 @@ def ground_case(backend, folder, case):
     return run, video, keyframes, grounding
 
 
+QWEN3_FIXTURE = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "sa2va-qwen3-vl-tiny"
+
+
+@pytest.fixture(scope="module")
+def qwen3_backend():
+    if not QWEN3_FIXTURE.is_dir():
+        pytest.skip(f"Sa2VA Qwen3-VL fixture not found at {QWEN3_FIXTURE} (../shared is absent)")
+    return load_fixture(QWEN3_FIXTURE)
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
 @pytest.mark.parametrize("case", CASES)
-def test_fixture_matches_official_outputs(backend, qwen25_fixture, case):
+def test_fixture_matches_official_outputs(request, family, case):
+    if family == "qwen3_vl":
+        backend, folder = request.getfixturevalue("qwen3_backend"), QWEN3_FIXTURE
+    else:
+        backend, folder = request.getfixturevalue("backend"), request.getfixturevalue("qwen25_fixture")
+    assert backend.grounder.family == family
+    check_against_reference(backend, folder, case)
+
+
+def check_against_reference(backend, qwen25_fixture, case):
     run, video, keyframes, grounding = ground_case(backend, qwen25_fixture, case)
     assert grounding.answer == run["prediction"].replace("<|im_end|>", "")
     np.testing.assert_allclose(grounding.extras["seg_hidden"].numpy(), expected(qwen25_fixture, case, "seg_hidden"), atol=1e-4, rtol=0)
