@@ -131,11 +131,11 @@ def test_fixture_key_mismatch_is_refused(qwen25_fixture, tmp_path, rename, messa
 
 def test_fixture_answer_without_seg_gives_text_and_empty_masks(backend, qwen25_fixture, tmp_path):
     video = qwen25_fixture / "inputs"
-    backend.grounder.forced_answer = "There is no cat in this video."
+    backend.grounder.teacher = {"segment": "There is no cat in this video."}
     try:
         run = segment(video, "the cat", backend, tmp_path / "out", progress=False)
     finally:
-        backend.grounder.forced_answer = None
+        backend.grounder.teacher = {}
     assert run.grounding.answer == "There is no cat in this video." and run.grounding.prompts == []
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["objects"] == [] and len(result["frames"]) == 8
@@ -143,11 +143,11 @@ def test_fixture_answer_without_seg_gives_text_and_empty_masks(backend, qwen25_f
 
 
 def test_fixture_one_frame_input(backend, qwen25_fixture, tmp_path):
-    backend.grounder.forced_answer = "Sure, [SEG]."
+    backend.grounder.teacher = {"segment": "Sure, [SEG]."}
     try:
         run = segment(qwen25_fixture / "inputs" / "00003.png", "the red square", backend, tmp_path / "out", progress=False)
     finally:
-        backend.grounder.forced_answer = None
+        backend.grounder.teacher = {}
     assert run.keyframes == [0] and len(run.grounding.prompts) == 1
     assert [p.name for p in (tmp_path / "out" / "masks").iterdir()] == ["00000.png"]
 
