@@ -70,6 +70,13 @@ def frame_names_of(video: dict, frames_dir: Path) -> list[str]:
     return sorted(p.stem for p in frames_dir.glob("*.jpg"))
 
 
+def split_layout(root: Path, split: str | None, default: str) -> tuple[str, Path, dict, Path]:
+    """`<root>/<split>/meta_expressions.json` and `<root>/<split>/JPEGImages`: (split, base, meta, images)."""
+    split = split or default
+    base = root / split
+    return split, base, read_json(base / "meta_expressions.json"), require_dir(base / "JPEGImages")
+
+
 def each_expression(meta: dict, images: Path):
     """(video, expression id, expression entry, frames folder, frame names) for every expression."""
     for video, info in meta["videos"].items():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.evaluation.datasets.base import Dataset, Expression, as_list, each_expression, read_json, require_dir
+from agent.evaluation.datasets.base import Dataset, Expression, as_list, each_expression, read_json, require_dir, split_layout
 from agent.writers.palette import read_palette_png
 
 
@@ -80,10 +80,7 @@ def read_ref_davis17(root: Path, split: str | None = "val") -> Dataset:
 
 def read_long_rvos(root: Path, split: str | None = "valid") -> Dataset:
     """Long-RVOS: `<split>/meta_expressions.json`, `<split>/JPEGImages`, `<split>/Annotations/<video>/<obj>/<frame>.png`."""
-    split = split or "valid"
-    base = root / split
-    meta = read_json(base / "meta_expressions.json")
-    images = require_dir(base / "JPEGImages")
+    split, base, meta, images = split_layout(root, split, "valid")
     annotations = base / "Annotations"
     dataset = Dataset("long-rvos", root, split)
     for video, exp_id, exp, frames_dir, names in each_expression(meta, images):

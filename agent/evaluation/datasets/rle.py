@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from agent.evaluation.datasets.base import Dataset, Expression, as_list, each_expression, read_json, require_dir
+from agent.evaluation.datasets.base import Dataset, Expression, as_list, each_expression, read_json, require_dir, split_layout
 
 
 def _decode(rle) -> np.ndarray | None:
@@ -37,10 +37,7 @@ def rle_union(mask_dict: dict, anno_ids: list) -> callable:
 
 def read_mevis(root: Path, split: str | None = "valid_u") -> Dataset:
     """MeViS: `<split>/JPEGImages`, `<split>/meta_expressions.json` (obj_id, anno_id lists), `<split>/mask_dict.json`."""
-    split = split or "valid_u"
-    base = root / split
-    meta = read_json(base / "meta_expressions.json")
-    images = require_dir(base / "JPEGImages")
+    split, base, meta, images = split_layout(root, split, "valid_u")
     mask_path = base / "mask_dict.json"
     mask_dict = json.loads(mask_path.read_text()) if mask_path.is_file() else None
     dataset = Dataset("mevis", root, split)
