@@ -106,17 +106,20 @@ class LiteTracker:
         self.lost_fraction = lost_fraction
         self.search_every = search_every
         self.stats = {"encoder_frames": 0, "frames": 0, "redetections": 0}
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # no state kept between calls
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None  # pixel coordinates, built once per frame size
 
     def _flow(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
         """Backward flow at full resolution: current(x) ≈ previous(x + flow(x))."""
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        flow = dis.calc(current, previous, None)
+        flow = self._dis.calc(current, previous, None)
         h, w = self._size[1], self._size[0]
         return cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) / self.flow_scale
 
     def _warp(self, mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
         h, w = mask.shape
-        grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        if self._grid is None or self._grid[0].shape != (h, w):
+            self._grid = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        grid_x, grid_y = self._grid
         warped = cv2.remap(mask.astype(np.float32), grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR)
         return warped > 0.5
 
