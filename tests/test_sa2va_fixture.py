@@ -47,23 +47,32 @@ def ground_case(backend, folder, case):
     return run, video, keyframes, grounding
 
 
-QWEN3_FIXTURE = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "sa2va-qwen3-vl-tiny"
+FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+FAMILY_FIXTURES = {"qwen3_vl": FIXTURES / "sa2va-qwen3-vl-tiny", "internvl": FIXTURES / "sa2va-internvl-qwen2-tiny"}
 
 
 @pytest.fixture(scope="module")
-def qwen3_backend():
-    if not QWEN3_FIXTURE.is_dir():
-        pytest.skip(f"Sa2VA Qwen3-VL fixture not found at {QWEN3_FIXTURE} (../shared is absent)")
-    return load_fixture(QWEN3_FIXTURE)
+def family_backends():
+    loaded = {}
+
+    def get(family):
+        folder = FAMILY_FIXTURES[family]
+        if not folder.is_dir():
+            pytest.skip(f"Sa2VA {family} fixture not found at {folder} (../shared is absent)")
+        if family not in loaded:
+            loaded[family] = load_fixture(folder)
+        return loaded[family], folder
+
+    return get
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "internvl"])
 @pytest.mark.parametrize("case", CASES)
 def test_fixture_matches_official_outputs(request, family, case):
-    if family == "qwen3_vl":
-        backend, folder = request.getfixturevalue("qwen3_backend"), QWEN3_FIXTURE
-    else:
+    if family == "qwen2_5_vl":
         backend, folder = request.getfixturevalue("backend"), request.getfixturevalue("qwen25_fixture")
+    else:
+        backend, folder = request.getfixturevalue("family_backends")(family)
     assert backend.grounder.family == family
     check_against_reference(backend, folder, case)
 
@@ -185,3 +194,41 @@ def test_fixture_hub_id_without_hub_fails_clearly(tmp_path, qwen25_fixture):
     assert "cannot get ByteDance/Sa2VA-Qwen2_5-VL-3B from the Hugging Face hub" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_fixture_internvl_single_image_is_tiled(family_backends, tmp_path):
+    backend, folder = family_backends("internvl")
+    image = Image.open(folder / "inputs" / "00003.png")  # 96×80: InternVL's tiling picks a 4×3 grid
+    inputs = backend.grounder.inputs([image], "Please segment the red square.")
+    assert inputs["pixel_values"].shape == (13, 3, 448, 448)  # 12 tiles + the thumbnail
+    context = backend.grounder.inputs.image_token_id
+    assert int((inputs["input_ids"] == context).sum()) == 13 * 256
+    backend.grounder.teacher = {"segment": "Sure, [SEG]."}
+    try:
+        run = segment(folder / "inputs" / "00003.png", "the red square", backend, tmp_path / "out", progress=False)
+    finally:
+        backend.grounder.teacher = {}
+    assert run.keyframes == [0] and len(run.grounding.prompts) == 1
+    assert np.array(Image.open(tmp_path / "out" / "masks" / "00000.png")).shape == (80, 96)
+
+
+def test_fixture_internvl_generation_path_runs(family_backends):
+    backend, folder = family_backends("internvl")
+    video = VideoSource.open(folder / "inputs")
+    backend.grounder.max_new_tokens = 4
+    out = backend.grounder.run([video.frame(0), video.frame(1)], "Please segment the red square.")
+    assert len(out.seg_embedding) == out.answer.count("[SEG]")
+
+
+def test_fixture_internvl_key_mismatch_and_internlm2_are_refused(tmp_path):
+    folder = FAMILY_FIXTURES["internvl"]
+    if not folder.is_dir():
+        pytest.skip("InternVL fixture absent")
+    broken = relayout(folder, tmp_path, lambda k: None if k.endswith("layers.1.ls2") else k)
+    with pytest.raises(UserError, match="language model weights do not fit.*1 missing"):
+        load_fixture(folder, checkpoint=broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["llm_config"]["architectures"] = ["InternLM2ForCausalLM"]
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="InternLM2ForCausalLM"):
+        load_fixture(folder, checkpoint=broken)

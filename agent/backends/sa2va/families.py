@@ -1,47 +1,24 @@
-"""VLM families inside Sa2VA checkpoints, mapped onto transformers' own classes."""
+"""VLM families inside Sa2VA checkpoints, each mapped onto transformers' own classes.
+
+A family (`matches`, `inputs`, `model_and_options`) says which `config.json` it reads, builds
+the input builder, and gives transformers' model class with its `from_pretrained` options.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from agent.backends.sa2va.internvl import INTERNVL
+from agent.backends.sa2va.qwen_vl import QWEN2_5_VL, QWEN3_VL
 from agent.errors import UserError
 
-
-@dataclass(frozen=True)
-class VLMFamily:
-    name: str  # also the prompts/ folder the family's templates live in
-    text_model_type: str
-    config_class: str
-    model_class: str
+FAMILIES = (QWEN2_5_VL, QWEN3_VL, INTERNVL)
 
 
-FAMILIES = (
-    VLMFamily("qwen2_5_vl", "qwen2_5_vl_text", "Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration"),
-    VLMFamily("qwen3_vl", "qwen3_vl_text", "Qwen3VLConfig", "Qwen3VLForConditionalGeneration"),
-)
-
-# Sa2VA's own config fields, which the VLM config does not take.
-SA2VA_ONLY_FIELDS = ("model_type", "architectures", "template", "auto_map", "transformers_version")
-
-# Official files keep the whole VLM under `model.`, in either of transformers' two Qwen-VL
-# layouts (`model.*`/`visual.*` or `model.language_model.*`/`model.visual.*`); dropping the
-# prefix leaves transformers' own legacy-key conversion to handle both.
-VLM_KEY_MAPPING = {r"^model\.": ""}
-
-
-def family_of(config: dict) -> VLMFamily:
-    text_type = (config.get("text_config") or {}).get("model_type")
+def family_of(config: dict):
     for family in FAMILIES:
-        if family.text_model_type == text_type:
+        if family.matches(config):
             return family
-    kind = text_type or (config.get("llm_config") or {}).get("model_type") or "unknown"
+    kind = (config.get("text_config") or config.get("llm_config") or {}).get("model_type") or "unknown"
     raise UserError(
-        f"this Sa2VA checkpoint's language model ({kind}) is not supported yet; "
-        f"supported: {', '.join(f.name for f in FAMILIES)} (InternVL-based Sa2VA is planned)"
+        f"this Sa2VA checkpoint's language model ({kind}) is not supported; "
+        f"supported families: {', '.join(f.name for f in FAMILIES)}"
     )
-
-
-def vlm_classes(family: VLMFamily):
-    import transformers
-
-    return getattr(transformers, family.config_class), getattr(transformers, family.model_class)

@@ -1,9 +1,7 @@
 """The Sa2VA grounder: a transformers VLM whose `[SEG]` tokens become SAM 2 prompts.
 
-Inputs are built as the official inference builds them: one user message with the
-keyframes as separate images, then the text; `qwen_vl_utils` resizing, then the
-processor with the checkpoint's min/max pixels; the chat template with a generation
-prompt. The `[SEG]` state is the last layer's hidden state at the position where
+Inputs are built by the family's input builder, as the official inference builds
+them (see qwen_vl.py and internvl.py). The `[SEG]` state is the last layer's hidden state at the position where
 `[SEG]` is the input token, taken from one teacher-forced pass over prompt + answer.
 """
 
@@ -15,15 +13,12 @@ from dataclasses import dataclass
 
 import torch
 from PIL import Image
-from qwen_vl_utils import process_vision_info
 
 from agent.grounder.protocol import Grounding, ObjectPrompt, Thought, Turn, Verdict
 from agent.prompts import render
 
 SEG_TOKEN = "[SEG]"
-# Official Sa2VA-Qwen inference resizes frames to between these many pixels.
-OFFICIAL_MIN_PIXELS = 512 * 28 * 28
-OFFICIAL_MAX_PIXELS = 2048 * 28 * 28
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")  # the official inference's stop words
 _REQUEST_STARTS = ("please", "segment", "can ", "could ", "what", "how", "where", "which", "who", "is ", "are ", "does ", "do ")
 
 
@@ -52,49 +47,36 @@ class Sa2VAOutput:
 
 
 class Sa2VAGrounder:
-    def __init__(self, vlm, processor, projector: torch.nn.Module, family: str, *,
-                 min_pixels: int = OFFICIAL_MIN_PIXELS, max_pixels: int = OFFICIAL_MAX_PIXELS,
+    def __init__(self, vlm, inputs, projector: torch.nn.Module, family: str, *,
                  max_new_tokens: int = 512, answer: str | None = None, teacher: dict[str, str] | None = None):
         self.vlm = vlm
-        self.processor = processor
+        self.inputs = inputs  # the family's input builder: (frames, text, history, system) -> model inputs
+        self.tokenizer = inputs.tokenizer
         self.projector = projector
         self.family = family
-        self.min_pixels = min_pixels
-        self.max_pixels = max_pixels
         self.max_new_tokens = max_new_tokens
         # Forced answers per step ("segment", "reason", "verify"): teacher forcing for evaluation,
         # training and tests with models that cannot answer (random weights).
         self.teacher = dict(teacher or {})
         if answer is not None:
             self.teacher["segment"] = answer
-        tokenizer = processor.tokenizer
+        tokenizer = self.tokenizer
         self.seg_token_id = tokenizer.convert_tokens_to_ids(SEG_TOKEN)
         if self.seg_token_id is None or self.seg_token_id == tokenizer.unk_token_id:
             raise ValueError(f"the tokenizer has no {SEG_TOKEN} token; this is not a Sa2VA checkpoint")
-        self.end_token = tokenizer.eos_token or "<|im_end|>"
+        self.end_token = tokenizer.eos_token or STOP_TOKENS[0]
+        vocab = tokenizer.get_vocab()
+        self.stop_token_ids = [vocab[t] for t in dict.fromkeys((self.end_token, *STOP_TOKENS)) if t in vocab]
 
     @property
     def device(self) -> torch.device:
         return next(self.vlm.parameters()).device
 
-    def messages(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = (), system: str | None = None) -> list[dict]:
-        """Chat messages: the frames go with the first user turn, as Sa2VA was trained."""
-        turns = [*history, Turn("user", text)]
-        messages = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []
-        for n, turn in enumerate(turns):
-            content = [{"type": "image", "image": frame} for frame in frames] if n == 0 else []
-            content.append({"type": "text", "text": turn.text.replace("<image>", "")})
-            messages.append({"role": turn.role, "content": content})
-        return messages
-
     def prompt_inputs(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = (), system: str | None = None):
-        messages = self.messages(frames, text, history, system)
-        prompt = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        images, videos = process_vision_info(messages)
-        return self.processor(
-            text=[prompt], images=images, videos=videos, return_tensors="pt",
-            size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
-        ).to(self.device)
+        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in self.inputs(frames, text, history, system).items()}
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.vlm.dtype)
+        return inputs
 
     def _append(self, inputs, answer_ids: torch.Tensor) -> dict:
         """Prompt inputs extended by answer tokens (per-token fields grow, images stay)."""
@@ -113,9 +95,10 @@ class Sa2VAGrounder:
             system: str | None = None) -> Sa2VAOutput:
         """Answer `text` about `frames` (greedy), or take `answer` as given (teacher forcing)."""
         inputs = self.prompt_inputs(frames, text, history, system)
-        tokenizer = self.processor.tokenizer
+        tokenizer = self.tokenizer
         if answer is None:
-            generated = self.vlm.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+            generated = self.vlm.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                          eos_token_id=self.stop_token_ids, pad_token_id=tokenizer.pad_token_id)
             answer_ids = generated[0, inputs["input_ids"].shape[1]:]
         else:
             answer_ids = tokenizer(answer + self.end_token, add_special_tokens=False, return_tensors="pt")["input_ids"][0]

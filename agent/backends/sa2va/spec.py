@@ -10,8 +10,9 @@ import torch
 
 from agent.backends.base import Backend
 from agent.backends.sa2va import checkpoint
-from agent.backends.sa2va.families import SA2VA_ONLY_FIELDS, VLM_KEY_MAPPING, family_of, vlm_classes
-from agent.backends.sa2va.grounder import OFFICIAL_MAX_PIXELS, OFFICIAL_MIN_PIXELS, Sa2VAGrounder
+from agent.backends.sa2va.families import family_of
+from agent.backends.sa2va.grounder import Sa2VAGrounder
+from agent.backends.sa2va.qwen_vl import OFFICIAL_MAX_PIXELS, OFFICIAL_MIN_PIXELS
 from agent.errors import UserError
 from agent.tracker.sam2_language import build_language_sam2
 from agent.tracker.sam2_stream import SAM2StreamTracker
@@ -50,11 +51,13 @@ def _quantization(quantize: str | None, device: str):
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
-def load_vlm(folder: Path, config: dict, dtype: torch.dtype, device: str, quantize: str | None = None):
+def load_vlm(folder: Path, config: dict, dtype: torch.dtype, device: str, quantize: str | None = None, **pixels: int):
+    """The VLM through transformers' `from_pretrained` (its dtype, device map and quantisation), and its input builder."""
     family = family_of(config)
-    config_class, model_class = vlm_classes(family)
-    vlm_config = config_class(**{k: v for k, v in config.items() if k not in SA2VA_ONLY_FIELDS})
-    options: dict[str, Any] = dict(config=vlm_config, key_mapping=VLM_KEY_MAPPING, output_loading_info=True, dtype=dtype)
+    with _quiet_transformers():
+        inputs = family.inputs(folder, config, **pixels)
+    model_class, options = family.model_and_options(config, inputs)
+    options.update(output_loading_info=True, dtype=dtype)
     quantization = _quantization(quantize, device)
     if quantization is not None:
         options.update(quantization_config=quantization, device_map={"": device})
@@ -65,7 +68,7 @@ def load_vlm(folder: Path, config: dict, dtype: torch.dtype, device: str, quanti
     checkpoint.check_keys("language model", list(info["missing_keys"]), unexpected)
     if quantization is None:
         vlm = vlm.to(device)
-    return vlm.eval(), family
+    return vlm.eval(), inputs, family
 
 
 def load_projector(folder: Path) -> torch.nn.Sequential:
@@ -93,21 +96,17 @@ def load_sa2va(
     max_pixels: int = OFFICIAL_MAX_PIXELS,
 ) -> Backend:
     """Load an official Sa2VA checkpoint without `trust_remote_code`."""
-    from transformers import AutoProcessor
-
     folder = checkpoint.resolve_checkpoint(model)
     config = checkpoint.read_config(folder)
     torch_dtype = DTYPES[dtype or ("bfloat16" if device.startswith("cuda") else "float32")]
-    vlm, family = load_vlm(folder, config, torch_dtype, device, quantize)
-    with _quiet_transformers():
-        processor = AutoProcessor.from_pretrained(folder)
+    vlm, inputs, family = load_vlm(folder, config, torch_dtype, device, quantize, min_pixels=min_pixels, max_pixels=max_pixels)
     projector = load_projector(folder).to(device)
 
     sam2, missing, unexpected = build_language_sam2(sam2_config, checkpoint.sam2_state_dict(folder))
     checkpoint.check_keys("SAM 2", missing, unexpected)
     autocast = torch_dtype if device.startswith("cuda") and torch_dtype != torch.float32 else None
     tracker = SAM2StreamTracker(sam2, device=device, autocast_dtype=autocast)
-    grounder = Sa2VAGrounder(vlm, processor, projector, family.name, min_pixels=min_pixels, max_pixels=max_pixels, answer=answer)
+    grounder = Sa2VAGrounder(vlm, inputs, projector, family.name, answer=answer)
     return Backend("sa2va", str(model), device, grounder, tracker, keyframes, keyframe_strategy)
 
 
