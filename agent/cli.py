@@ -68,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--force", action="store_true", help="fetch again even if present")
     fetch.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    train = sub.add_parser("train", help="fine-tune a Sa2VA model (LoRA + projector + SAM 2 decoder); resumable")
+    train.add_argument("config", help="training config YAML (see README: Training)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set steps=200 (repeatable)")
+    train.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    synth = sub.add_parser("synth", help="generate synthetic referring videos (moving shapes) in the generic layout")
+    synth.add_argument("out", help="dataset folder to write (must not exist)")
+    synth.add_argument("--videos", type=int, default=100, help="how many videos (two expressions each)")
+    synth.add_argument("--seed", type=int, default=0, help="generator seed (same seed, same data)")
+    synth.add_argument("--frames", type=int, default=8, help="frames per video")
+    synth.add_argument("--size", type=int, default=112, help="frame width and height")
+    synth.add_argument("--debug", action="store_true", help="show tracebacks")
+
     backends = sub.add_parser("backends", help="list backends and whether each can run here")
     backends.add_argument("--model", help="check this model for backends that take one")
     backends.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -151,6 +165,35 @@ def _weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from agent.training.config import load_config
+    from agent.training.trainer import train
+
+    result = train(load_config(args.config, args.overrides))
+    if result.resumed_from:
+        print(f"resumed from step {result.resumed_from}")
+    losses = "  ".join(f"{k} {v:.4f}" for k, v in result.last_losses.items())
+    print(f"trained {result.steps} steps: {losses}")
+    print(f"log:        {result.out / 'log.jsonl'} (curves: {result.out / 'loss.png'})")
+    print(f"checkpoint: {result.checkpoint}  (rvos segment VIDEO TEXT --backend sa2va --model {result.checkpoint})")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from agent.training.synthetic import generate
+
+    out = Path(args.out)
+    if out.exists():
+        raise UserError(f"{out} already exists; give a new folder")
+    if args.videos < 1 or args.frames < 2 or args.size < 32:
+        raise UserError("need --videos ≥ 1, --frames ≥ 2 and --size ≥ 32")
+    staging = out.with_name(out.name + ".partial")
+    generate(staging, args.videos, seed=args.seed, length=args.frames, size=args.size)
+    staging.rename(out)
+    print(f"{args.videos} videos, {2 * args.videos} expressions → {out} (read it with --dataset generic)")
+    return 0
+
+
 def _backends(args: argparse.Namespace) -> int:
     from agent.backends import backend_specs
 
@@ -164,7 +207,8 @@ def _backends(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"segment": _segment, "chat": _chat, "score": _score, "eval": _eval, "weights": _weights, "backends": _backends}
+        commands = {"segment": _segment, "chat": _chat, "score": _score, "eval": _eval, "weights": _weights, "backends": _backends,
+                    "train": _train, "synth": _synth}
         return commands[args.command](args)
     except UserError as exc:
         if args.debug:

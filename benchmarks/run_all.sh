@@ -7,3 +7,4 @@ $PY benchmarks/lite_fps.py
 $PY benchmarks/sam2_vs_stock.py --frames 8
 $PY benchmarks/sa2va_3obj.py --frames 4
 $PY benchmarks/memory_growth.py
+$PY benchmarks/train_synthetic.py --steps 3000

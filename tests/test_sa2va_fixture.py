@@ -232,3 +232,27 @@ def test_fixture_internvl_key_mismatch_and_internlm2_are_refused(tmp_path):
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match="InternLM2ForCausalLM"):
         load_fixture(folder, checkpoint=broken)
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "internvl"])
+def test_fixture_exported_checkpoint_reproduces_official_outputs(request, family, tmp_path):
+    """What `rvos train` writes (official layout, its SAM 2 yaml inside) loads like an official file."""
+    from agent.backends.sa2va import checkpoint
+    from agent.backends.sa2va.export import save_checkpoint
+    from agent.backends.sa2va.families import family_of
+
+    if family == "qwen2_5_vl":
+        backend, folder = request.getfixturevalue("backend"), request.getfixturevalue("qwen25_fixture")
+    else:
+        backend, folder = request.getfixturevalue("family_backends")(family)
+    config = checkpoint.read_config(folder / "checkpoint")
+    g = backend.grounder
+    out = save_checkpoint(tmp_path / "exported", config, g.vlm, family_of(config), g.inputs, g.projector, backend.tracker.model,
+                          sam2_yaml=folder / "sam2_tiny_test.yaml", extras=dict(FIXTURE_PIXELS))
+    original = load_file(folder / "checkpoint" / "model.safetensors")
+    written = load_file(out / "model.safetensors")
+    assert len(written) == len(original)
+    if family == "internvl":
+        assert written.keys() == original.keys()  # InternVL's own names come back
+    reloaded = load_sa2va(str(out), "cpu", keyframe_strategy="first")  # SAM 2 yaml and pixel limits from the folder
+    check_against_reference(reloaded, folder, "two_objects")

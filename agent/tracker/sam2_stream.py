@@ -211,3 +211,20 @@ class SAM2StreamTracker:
                 masks[object_id] = (resized[0, 0] > 0).cpu().numpy()
             scores = {i: float(torch.sigmoid(torch.tensor(s))) for i, s in frame.object_scores.items()}
             yield FrameMasks(frame.frame_index, masks, scores, image=frame.image)
+
+    def clip_logits(self, images: Sequence[Image.Image], tokens: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        """A differentiable pass over a short clip (training): the frames in `tokens` (clip position →
+        [B, 1, C] language tokens) are conditioning frames, the others are tracked from memory in
+        order, as in `track_logits`. Returns SAM 2 logits [T, B, S, S] at `image_size`."""
+        group = _ObjectGroup(list(range(next(iter(tokens.values())).shape[0])), dict(tokens))
+        backbone = self.model.forward_image(torch.cat([self.preprocess(image) for image in images]))
+
+        def frame(t: int) -> dict:
+            return {key: [x[t : t + 1] for x in backbone[key]] for key in ("backbone_fpn", "vision_pos_enc")}
+
+        low_res = {t: self._step(group, t, frame(t), len(images), conditioning=True)["pred_masks"] for t in sorted(tokens)}
+        for t in range(group.first_frame + 1, len(images)):
+            if t not in low_res:
+                low_res[t] = self._step(group, t, frame(t), len(images), conditioning=False)["pred_masks"]
+        logits = torch.stack([low_res[t][:, 0] for t in range(group.first_frame, len(images))])
+        return F.interpolate(logits, size=(self._size, self._size), mode="bilinear", align_corners=False)

@@ -17,6 +17,7 @@ from agent.errors import UserError
 SAM2_PREFIX = "grounding_encoder.sam2_model."
 PROJECTOR_PREFIX = "text_hidden_fcs."
 VLM_PREFIX = "model."
+EXTRAS_KEY = "rvos"  # what checkpoints written by `rvos train` add to config.json (SAM 2 yaml, pixel limits)
 # Files a snapshot needs (no .bin/.pt: weights load from safetensors only).
 SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken", "*.py"]
 

@@ -35,15 +35,15 @@ def _conversions():
 
     renames = [
         (r"^vision_model\.", "model.vision_tower."),
-        (r"embeddings\.class_embedding$", "embeddings.cls_token"),
+        (r"embeddings\.class_embedding", "embeddings.cls_token"),
         (r"embeddings\.patch_embedding\.", "embeddings.patch_embeddings.projection."),
-        (r"embeddings\.position_embedding$", "embeddings.position_embeddings"),
+        (r"embeddings\.position_embedding", "embeddings.position_embeddings"),
         (r"encoder\.layers\.", "encoder.layer."),
         (r"\.attn\.proj\.", ".attention.projection_layer."),
         (r"\.attn\.q_norm\.", ".attention.q_norm."),
         (r"\.attn\.k_norm\.", ".attention.k_norm."),
-        (r"\.ls1$", ".lambda_1"),
-        (r"\.ls2$", ".lambda_2"),
+        (r"\.ls1", ".lambda_1"),
+        (r"\.ls2", ".lambda_2"),
         (r"\.norm1\.", ".layernorm_before."),
         (r"\.norm2\.", ".layernorm_after."),
         (r"^mlp1\.0\.", "model.multi_modal_projector.layer_norm."),
@@ -124,6 +124,9 @@ class InternVLInputs:
         )
         self.image_token_id = self.tokenizer.convert_tokens_to_ids(IMG_CONTEXT)
 
+    def save(self, folder: Path) -> None:
+        self.tokenizer.save_pretrained(folder)
+
     def tiles(self, frames: Sequence[Image.Image]) -> torch.Tensor:
         tiling = len(frames) == 1
         out = self.images([frame.convert("RGB") for frame in frames], crop_to_patches=tiling, return_tensors="pt")
@@ -156,6 +159,13 @@ class InternVLFamily:
 
     def inputs(self, folder: Path, config: dict, **pixels: int) -> InternVLInputs:
         return InternVLInputs(folder, config)  # fixed 448² tiles: min/max pixels do not apply
+
+    def official_tensors(self, vlm) -> dict:
+        """InternVL's original names, from transformers' reverse of the registered conversion."""
+        from agent.backends.sa2va.export import saved_tensors
+
+        register_conversions()
+        return saved_tensors(vlm)
 
     def model_and_options(self, config: dict, inputs: InternVLInputs) -> tuple[type, dict]:
         register_conversions()

@@ -17,7 +17,7 @@ from agent.grounder.protocol import Turn
 
 KEY_MAPPING = {r"^model\.": ""}
 # Sa2VA's own config fields, which the VLM config does not take.
-SA2VA_ONLY_FIELDS = ("model_type", "architectures", "template", "auto_map", "transformers_version")
+SA2VA_ONLY_FIELDS = ("model_type", "architectures", "template", "auto_map", "transformers_version", "rvos")
 # Official Sa2VA-Qwen inference resizes frames to between these many pixels.
 OFFICIAL_MIN_PIXELS = 512 * 28 * 28
 OFFICIAL_MAX_PIXELS = 2048 * 28 * 28
@@ -47,6 +47,9 @@ class QwenVLInputs:
             messages.append({"role": turn.role, "content": content})
         return messages
 
+    def save(self, folder: Path) -> None:
+        self.processor.save_pretrained(folder)
+
     def __call__(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = (), system: str | None = None):
         from qwen_vl_utils import process_vision_info
 
@@ -71,6 +74,10 @@ class QwenVLFamily:
 
     def inputs(self, folder: Path, config: dict, **pixels: int) -> QwenVLInputs:
         return QwenVLInputs(folder, **pixels)
+
+    def official_tensors(self, vlm) -> dict:
+        """The VLM's tensors as official files hold them: transformers' names under `model.`."""
+        return {"model." + key: value for key, value in vlm.state_dict().items()}
 
     def model_and_options(self, config: dict, inputs: QwenVLInputs) -> tuple[type, dict]:
         """transformers' model class and its `from_pretrained` options."""

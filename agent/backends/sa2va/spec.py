@@ -92,12 +92,22 @@ def load_sa2va(
     keyframes: int = 5,
     keyframe_strategy: str = "uniform",
     answer: str | None = None,
-    min_pixels: int = OFFICIAL_MIN_PIXELS,
-    max_pixels: int = OFFICIAL_MAX_PIXELS,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
 ) -> Backend:
-    """Load an official Sa2VA checkpoint without `trust_remote_code`."""
+    """Load an official Sa2VA checkpoint without `trust_remote_code`.
+
+    Checkpoints written by `rvos train` may carry their SAM 2 yaml and frame-size limits
+    (`sam2_config.yaml`, `config.json` → `rvos`); explicit arguments win, then those, then
+    the official inference's values.
+    """
     folder = checkpoint.resolve_checkpoint(model)
     config = checkpoint.read_config(folder)
+    extras = config.get(checkpoint.EXTRAS_KEY) or {}
+    min_pixels = min_pixels or extras.get("min_pixels") or OFFICIAL_MIN_PIXELS
+    max_pixels = max_pixels or extras.get("max_pixels") or OFFICIAL_MAX_PIXELS
+    if sam2_config is None and extras.get("sam2_config"):
+        sam2_config = folder / extras["sam2_config"]
     torch_dtype = DTYPES[dtype or ("bfloat16" if device.startswith("cuda") else "float32")]
     vlm, inputs, family = load_vlm(folder, config, torch_dtype, device, quantize, min_pixels=min_pixels, max_pixels=max_pixels)
     projector = load_projector(folder).to(device)

@@ -27,7 +27,7 @@ def _meta_expressions(dataset: Dataset, meta: dict, images: Path, annotations: P
         gt = None
         if annotations is not None and (annotations / video).is_dir() and "obj_id" in exp:
             gt = palette_gt(annotations / video, names, [int(i) for i in as_list(exp["obj_id"])])
-        dataset.expressions.append(Expression(video, exp_id, exp["exp"], frames_dir, names, gt=gt))
+        dataset.expressions.append(Expression(video, exp_id, exp["exp"], frames_dir, names, category=exp.get("category"), gt=gt))
     return dataset
 
 

@@ -1,0 +1,1 @@
+"""Fine-tuning Sa2VA: synthetic referring videos, data sources, the trainable model, the loop, export."""

@@ -1,0 +1,113 @@
+"""Training samples: short clips of referring videos, and single images of referring-image data.
+
+Videos come from the evaluation's dataset readers (any format `rvos eval` reads); images from
+COCO-style data with RefCOCO-style referring expressions (`instances.json` + `refs.json`; JSON only,
+masks decoded with pycocotools).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from agent.errors import UserError
+from agent.evaluation.datasets.base import Expression
+from agent.prompts import render
+
+
+@dataclass
+class Clip:
+    frames: list[Image.Image]  # in temporal order
+    masks: np.ndarray  # [T, H, W] bool: the referred object(s) on every frame of the clip
+    keyframes: list[int]  # clip positions the VLM sees and SAM 2 is prompted on
+    expression: str
+    answer: str
+
+
+def seg_answer(objects: int = 1) -> str:
+    """The answer a sample is trained on (prompts/default/answer.txt)."""
+    return render("answer", segs=" and ".join(["[SEG]"] * objects))
+
+
+def keyframe_positions(length: int, count: int) -> list[int]:
+    """`count` positions spread over the clip, the first included."""
+    count = max(1, min(count, length))
+    return sorted({round(n * (length - 1) / max(count - 1, 1)) for n in range(count)}) if count > 1 else [0]
+
+
+class VideoClips:
+    """Random clips of `frames` annotated frames (sorted) from referring-video expressions."""
+
+    def __init__(self, expressions: list[Expression], frames: int = 4, keyframes: int = 2):
+        self.expressions = [e for e in expressions if e.gt is not None]
+        if not self.expressions:
+            raise UserError("the training data has no expression with ground-truth masks")
+        self.frames, self.keyframes = frames, keyframes
+
+    def __len__(self) -> int:
+        return len(self.expressions)
+
+    def sample(self, rng: random.Random) -> Clip:
+        expression = rng.choice(self.expressions)
+        for _ in range(10):
+            count = min(self.frames, len(expression.frame_names))
+            indices = sorted(rng.sample(range(len(expression.frame_names)), count))
+            masks = [expression.gt(i) for i in indices]
+            if all(m is not None for m in masks):
+                break
+        else:
+            indices = [i for i in range(len(expression.frame_names)) if expression.gt(i) is not None][: self.frames]
+            masks = [expression.gt(i) for i in indices]
+        paths = expression.frame_paths()
+        frames = [Image.open(paths[i]).convert("RGB") for i in indices]
+        return Clip(frames, np.stack(masks).astype(bool), keyframe_positions(len(frames), self.keyframes),
+                    expression.text, seg_answer())
+
+
+class ReferringImages:
+    """COCO images with RefCOCO-style expressions: each sample is a one-frame clip."""
+
+    def __init__(self, instances: Path, refs: Path, images: Path, split: str | None = "train"):
+        from pycocotools.coco import COCO
+
+        for path in (instances, refs, images):
+            if not Path(path).exists():
+                raise UserError(f"{path} not found; image referring data needs instances.json, refs.json and the image folder")
+        self.coco = COCO(str(instances))
+        self.images = Path(images)
+        entries = json.loads(Path(refs).read_text())
+        self.samples = [
+            (ref["image_id"], ref["ann_id"], sentence["sent"])
+            for ref in entries if split is None or ref.get("split") == split
+            for sentence in ref["sentences"]
+        ]
+        if not self.samples:
+            raise UserError(f"{refs} has no referring expressions for split {split!r}")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def sample(self, rng: random.Random) -> Clip:
+        image_id, ann_id, sentence = rng.choice(self.samples)
+        info = self.coco.loadImgs(image_id)[0]
+        image = Image.open(self.images / info["file_name"]).convert("RGB")
+        mask = self.coco.annToMask(self.coco.loadAnns(ann_id)[0]).astype(bool)
+        return Clip([image], mask[None], [0], sentence, seg_answer())
+
+
+class Mixture:
+    """Samples from several sources in proportion to their sizes."""
+
+    def __init__(self, sources: list):
+        if not sources:
+            raise UserError("the training config lists no data")
+        self.sources = sources
+        self.weights = [len(s) for s in sources]
+
+    def sample(self, rng: random.Random) -> Clip:
+        return rng.choices(self.sources, weights=self.weights)[0].sample(rng)
