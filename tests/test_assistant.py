@@ -147,7 +147,7 @@ def test_sa2va_multi_turn_history_format(sa2va):
     assistant.backend.grounder.teacher = {"segment": "It is [SEG]."}
     follow = session.ask("now the other one", mode="direct")
     assert follow.has_masks
-    messages = assistant.backend.grounder.messages(["frame"], "next", session.history)
+    messages = assistant.backend.grounder.inputs.messages(["frame"], "next", session.history)
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
     assert [c["type"] for c in messages[0]["content"]] == ["image", "text"]  # frames with the first turn only
     assert all(c["type"] == "text" for m in messages[1:] for c in m["content"])

@@ -215,7 +215,8 @@ class SAM2StreamTracker:
     def clip_logits(self, images: Sequence[Image.Image], tokens: Mapping[int, torch.Tensor]) -> torch.Tensor:
         """A differentiable pass over a short clip (training): the frames in `tokens` (clip position →
         [B, 1, C] language tokens) are conditioning frames, the others are tracked from memory in
-        order, as in `track_logits`. Returns SAM 2 logits [T, B, S, S] at `image_size`."""
+        order, as in `track_logits`. Returns SAM 2 logits [T, B, S, S] at `image_size`, from the first
+        prompted frame on."""
         group = _ObjectGroup(list(range(next(iter(tokens.values())).shape[0])), dict(tokens))
         backbone = self.model.forward_image(torch.cat([self.preprocess(image) for image in images]))
 

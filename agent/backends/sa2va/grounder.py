@@ -1,8 +1,8 @@
 """The Sa2VA grounder: a transformers VLM whose `[SEG]` tokens become SAM 2 prompts.
 
-Inputs are built by the family's input builder, as the official inference builds
-them (see qwen_vl.py and internvl.py). The `[SEG]` state is the last layer's hidden state at the position where
-`[SEG]` is the input token, taken from one teacher-forced pass over prompt + answer.
+Inputs come from the family's input builder, built as the official inference builds them
+(qwen_vl.py, internvl.py). The `[SEG]` state is the last layer's hidden state at the position
+where `[SEG]` is the input token, taken from one teacher-forced pass over prompt + answer.
 """
 
 from __future__ import annotations
