@@ -151,13 +151,19 @@ def test_fixture_answer_without_seg_gives_text_and_empty_masks(backend, qwen25_f
     assert all(not np.array(Image.open(p)).any() for p in (tmp_path / "out" / "masks").iterdir())
 
 
-def test_fixture_one_frame_input(backend, qwen25_fixture, tmp_path):
+def segment_one_frame(backend, folder, out):
+    """Frame 3 of the fixture as an image, answer forced; one keyframe, one prompted object."""
     backend.grounder.teacher = {"segment": "Sure, [SEG]."}
     try:
-        run = segment(qwen25_fixture / "inputs" / "00003.png", "the red square", backend, tmp_path / "out", progress=False)
+        run = segment(folder / "inputs" / "00003.png", "the red square", backend, out, progress=False)
     finally:
         backend.grounder.teacher = {}
     assert run.keyframes == [0] and len(run.grounding.prompts) == 1
+    return run
+
+
+def test_fixture_one_frame_input(backend, qwen25_fixture, tmp_path):
+    segment_one_frame(backend, qwen25_fixture, tmp_path / "out")
     assert [p.name for p in (tmp_path / "out" / "masks").iterdir()] == ["00000.png"]
 
 
@@ -203,12 +209,7 @@ def test_fixture_internvl_single_image_is_tiled(family_backends, tmp_path):
     assert inputs["pixel_values"].shape == (13, 3, 448, 448)  # 12 tiles + the thumbnail
     context = backend.grounder.inputs.image_token_id
     assert int((inputs["input_ids"] == context).sum()) == 13 * 256
-    backend.grounder.teacher = {"segment": "Sure, [SEG]."}
-    try:
-        run = segment(folder / "inputs" / "00003.png", "the red square", backend, tmp_path / "out", progress=False)
-    finally:
-        backend.grounder.teacher = {}
-    assert run.keyframes == [0] and len(run.grounding.prompts) == 1
+    segment_one_frame(backend, folder, tmp_path / "out")
     assert np.array(Image.open(tmp_path / "out" / "masks" / "00000.png")).shape == (80, 96)
 
 
