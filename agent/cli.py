@@ -19,6 +19,8 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sam2-config", help="SAM 2 architecture yaml when the checkpoint's is not the official Hiera-L")
     parser.add_argument("--keyframes", type=int, help="how many keyframes the grounder sees (default 5)")
     parser.add_argument("--keyframe-strategy", choices=["uniform", "first"], help="uniform over the video (default) or the first frames")
+    parser.add_argument("--motion-aware", action="store_const", const=True,
+                        help="SAM 2 tracking with SAMURAI-style motion-aware memory (Kalman box re-ranking, confident frames only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _backend_options(args: argparse.Namespace) -> dict:
-    names = ("dtype", "quantize", "sam2_config", "keyframes", "keyframe_strategy", "answer")
+    names = ("dtype", "quantize", "sam2_config", "keyframes", "keyframe_strategy", "answer", "motion_aware")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 

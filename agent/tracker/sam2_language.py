@@ -38,8 +38,9 @@ class LanguagePromptedSAM2(SAM2Base):
         self.keep_logits_of_absent_objects = keep_logits_of_absent_objects
         self._language_tokens: torch.Tensor | None = None
         self._decoder_logits: torch.Tensor | None = None
+        self._rescore = None
         self.sam_prompt_encoder.register_forward_hook(self._append_language_token)
-        self.sam_mask_decoder.register_forward_hook(self._keep_decoder_logits)
+        self.sam_mask_decoder.register_forward_hook(self._decoder_output)
 
     @contextmanager
     def language_prompt(self, tokens: torch.Tensor):
@@ -56,8 +57,22 @@ class LanguagePromptedSAM2(SAM2Base):
         sparse, dense = output
         return torch.cat([sparse, self._language_tokens.to(sparse.dtype)], dim=1), dense
 
-    def _keep_decoder_logits(self, module, inputs, output):
+    @contextmanager
+    def candidate_scores(self, rescore):
+        """Within the block, SAM 2 picks among its candidate masks by `rescore(masks [B, K, h, w],
+        ious [B, K]) -> scores [B, K]` instead of its IoU estimates (motion-aware tracking)."""
+        self._rescore = rescore
+        try:
+            yield
+        finally:
+            self._rescore = None
+
+    def _decoder_output(self, module, inputs, output):
         self._decoder_logits = output[0]
+        masks, ious, tokens, object_scores = output
+        if self._rescore is None or ious.shape[1] < 2:
+            return output
+        return masks, self._rescore(masks, ious), tokens, object_scores
 
     def _forward_sam_heads(self, backbone_features, point_inputs=None, mask_inputs=None, high_res_features=None, multimask_output=False):
         out = super()._forward_sam_heads(backbone_features, point_inputs, mask_inputs, high_res_features, multimask_output)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from agent.grounder.protocol import ObjectPrompt
 from agent.tracker.protocol import FrameMasks
+from agent.tracker.motion import MotionPrior
 from agent.tracker.sam2_language import LanguagePromptedSAM2
 from agent.video.source import VideoSource
 
@@ -36,6 +37,7 @@ class _ObjectGroup:
     memory: dict[str, dict[int, dict]] = field(
         default_factory=lambda: {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
     )
+    motion: MotionPrior | None = None  # motion-aware tracking (one object per group)
 
     @property
     def first_frame(self) -> int:
@@ -52,8 +54,8 @@ class FrameLogits:
     object_scores: dict[int, float]  # object id → logit (> 0: present)
 
 
-def _group_prompts(prompts: Sequence[ObjectPrompt]) -> list[_ObjectGroup]:
-    """Objects prompted the same way on the same frames are tracked as one batch."""
+def _group_prompts(prompts: Sequence[ObjectPrompt], one_per_object: bool = False) -> list[_ObjectGroup]:
+    """Objects prompted the same way on the same frames are tracked as one batch (or each alone)."""
     frames_of: dict[int, dict[int, torch.Tensor]] = {}
     kind_of: dict[int, str] = {}
     for prompt in prompts:
@@ -67,17 +69,20 @@ def _group_prompts(prompts: Sequence[ObjectPrompt]) -> list[_ObjectGroup]:
         kind_of[prompt.object_id] = kind
     by_frames: dict[tuple, list[int]] = {}
     for object_id in sorted(frames_of):
-        by_frames.setdefault((kind_of[object_id], tuple(sorted(frames_of[object_id]))), []).append(object_id)
+        key = (kind_of[object_id], tuple(sorted(frames_of[object_id])), object_id if one_per_object else None)
+        by_frames.setdefault(key, []).append(object_id)
     groups = []
-    for (kind, frames), ids in by_frames.items():
+    for (kind, frames, _), ids in by_frames.items():
         tokens = {t: torch.stack([frames_of[i][t] for i in ids])[:, None] for t in frames}
         groups.append(_ObjectGroup(ids, tokens, kind=kind))
     return groups
 
 
 class SAM2StreamTracker:
-    def __init__(self, model: LanguagePromptedSAM2, device: str = "cpu", autocast_dtype: torch.dtype | None = None):
+    def __init__(self, model: LanguagePromptedSAM2, device: str = "cpu", autocast_dtype: torch.dtype | None = None,
+                 motion_aware: bool = False):
         self.model = model.to(device)
+        self.motion_aware = motion_aware  # SAMURAI-style candidate re-ranking and memory gating (motion.py)
         self.device = torch.device(device)
         self.autocast_dtype = autocast_dtype
         size = model.image_size
@@ -128,8 +133,14 @@ class SAM2StreamTracker:
                 out["maskmem_features"], out["maskmem_pos_enc"] = self.model._encode_new_memory(
                     feats, sizes, high_res, out["object_score_logits"], is_mask_from_pts=True
                 )
+            elif group.motion is not None:
+                with self.model.candidate_scores(group.motion.rescore):
+                    out = self.model.track_step(is_init_cond_frame=False, run_mem_encoder=True, **common)
             else:
                 out = self.model.track_step(is_init_cond_frame=False, run_mem_encoder=True, **common)
+        keep = True
+        if group.motion is not None and not conditioning:
+            keep = group.motion.observe(out["pred_masks"][0, 0], float(out["object_score_logits"][0, 0]))
         compact = {
             # bfloat16 memory, as the stock predictor stores it (results depend on this rounding)
             "maskmem_features": out["maskmem_features"].to(torch.bfloat16),
@@ -138,8 +149,8 @@ class SAM2StreamTracker:
             "object_score_logits": out["object_score_logits"],
             "pred_masks": out["pred_masks"].float(),
         }
-        key = "cond_frame_outputs" if conditioning else "non_cond_frame_outputs"
-        group.memory[key][frame_index] = compact
+        if keep:  # motion-aware tracking leaves unconfident frames out of the memory bank
+            group.memory["cond_frame_outputs" if conditioning else "non_cond_frame_outputs"][frame_index] = compact
         return compact
 
     def _forget(self, group: _ObjectGroup, frame_index: int) -> None:
@@ -154,7 +165,9 @@ class SAM2StreamTracker:
         self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]
     ) -> Iterator[FrameLogits]:
         """SAM 2 logits per frame, in frame order; frames before an object's first keyframe are 'absent'."""
-        groups = _group_prompts(prompts)
+        groups = _group_prompts(prompts, one_per_object=self.motion_aware)
+        for group in groups:
+            group.motion = MotionPrior() if self.motion_aware else None
         num_frames = len(video)
         cond_frames = sorted({t for g in groups for t in g.tokens})
         missing = [t for t in cond_frames if t not in keyframes]
@@ -179,6 +192,8 @@ class SAM2StreamTracker:
             for group in groups:
                 if t in group.memory["cond_frame_outputs"]:
                     out = group.memory["cond_frame_outputs"][t]
+                    if group.motion is not None:  # the filter follows from each prompted frame on
+                        group.motion.start(out["pred_masks"][0, 0])
                 elif t > group.first_frame:
                     backbone_out = backbone_out or self._features(image)
                     out = self._step(group, t, backbone_out, num_frames, conditioning=False)

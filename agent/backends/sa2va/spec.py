@@ -94,6 +94,7 @@ def load_sa2va(
     answer: str | None = None,
     min_pixels: int | None = None,
     max_pixels: int | None = None,
+    motion_aware: bool = False,
 ) -> Backend:
     """Load an official Sa2VA checkpoint without `trust_remote_code`.
 
@@ -115,7 +116,7 @@ def load_sa2va(
     sam2, missing, unexpected = build_language_sam2(sam2_config, checkpoint.sam2_state_dict(folder))
     checkpoint.check_keys("SAM 2", missing, unexpected)
     autocast = torch_dtype if device.startswith("cuda") and torch_dtype != torch.float32 else None
-    tracker = SAM2StreamTracker(sam2, device=device, autocast_dtype=autocast)
+    tracker = SAM2StreamTracker(sam2, device=device, autocast_dtype=autocast, motion_aware=motion_aware)
     grounder = Sa2VAGrounder(vlm, inputs, projector, family.name, answer=answer)
     return Backend("sa2va", str(model), device, grounder, tracker, keyframes, keyframe_strategy)
 

@@ -1,0 +1,100 @@
+"""Motion-aware memory (SAMURAI-style): the filter, the re-ranking, the memory gate, and the tracker option."""
+
+import numpy as np
+import torch
+
+from agent.grounder.protocol import ObjectPrompt
+from agent.tracker.motion import BoxKalman, MotionPrior, box_iou, mask_boxes
+from agent.tracker.sam2_language import build_language_sam2
+from agent.tracker.sam2_stream import SAM2StreamTracker
+from agent.training.synthetic import generate
+from agent.training.tiny import TINY_SAM2_YAML
+from agent.video import VideoSource
+
+
+def square(x, y, size=8, shape=(32, 32)):
+    mask = torch.zeros(shape)
+    mask[y : y + size, x : x + size] = 1.0
+    return mask
+
+
+def test_kalman_filter_follows_constant_velocity():
+    kf = BoxKalman(np.array([0.0, 10, 8, 18]))
+    for t in range(1, 12):
+        kf.predict()
+        kf.update(np.array([3.0 * t, 10, 3.0 * t + 8, 18]))
+    predicted = kf.predict()
+    np.testing.assert_allclose(predicted, [36, 10, 44, 18], atol=1.0)
+
+
+def test_boxes_and_iou():
+    boxes = mask_boxes(torch.stack([square(2, 4), torch.zeros(32, 32)]))
+    assert boxes[0].tolist() == [2, 4, 10, 12] and np.isnan(boxes[1]).all()
+    assert box_iou(boxes[0], boxes).tolist() == [1.0, 0.0]
+
+
+def test_candidates_are_reranked_by_motion_once_the_filter_is_stable():
+    prior = MotionPrior(stable_frames=3)
+    prior.start(square(0, 10))
+    for t in range(1, 6):  # moving right 2 px a frame
+        chosen = prior.rescore(square(2 * t, 10)[None, None], torch.tensor([[0.9]]))
+        assert chosen.shape == (1, 1)
+        assert prior.observe(square(2 * t, 10), object_score=3.0)
+    # SAM 2 prefers a distractor elsewhere (0.9) over the object on its path (0.8)
+    candidates = torch.stack([square(24, 24), square(12, 10)])[None]
+    scores = prior.rescore(candidates, torch.tensor([[0.9, 0.8]]))
+    assert int(scores[0].argmax()) == 1
+    assert prior.observe(square(12, 10), object_score=3.0)
+
+
+def test_unconfident_frames_stay_out_of_memory():
+    prior = MotionPrior(min_mask_iou=0.5)
+    prior.start(square(0, 10))
+    prior.rescore(square(1, 10)[None, None], torch.tensor([[0.3]]))
+    assert not prior.observe(square(1, 10), object_score=3.0)  # SAM 2 itself is unsure
+    prior.rescore(square(2, 10)[None, None], torch.tensor([[0.9]]))
+    assert not prior.observe(square(2, 10), object_score=-2.0)  # object absent
+    prior.rescore(square(3, 10)[None, None], torch.tensor([[0.9]]))
+    assert prior.observe(square(3, 10), object_score=2.0)
+
+
+def test_tracker_option_reranks_and_gates(tmp_path):
+    torch.manual_seed(0)
+    root = generate(tmp_path / "video", 1, seed=2, length=12)
+    video = VideoSource.open(next((root / "JPEGImages").iterdir()))
+    first = np.array(VideoSource.open(next((root / "Annotations").iterdir())).frame(0).convert("L")) > 0
+    prompts = [ObjectPrompt(object_id=1, frame_index=0, mask=first), ObjectPrompt(object_id=2, frame_index=0, mask=~first)]
+    sam2, _, _ = build_language_sam2(TINY_SAM2_YAML, {})
+    plain = list(SAM2StreamTracker(sam2).track(video, prompts, {}))
+    aware = SAM2StreamTracker(sam2, motion_aware=True)
+    calls = []
+    rescore = MotionPrior.rescore
+
+    def counting(self, candidates, ious):
+        calls.append(candidates.shape)
+        return rescore(self, candidates, ious)
+
+    MotionPrior.rescore = counting
+    try:
+        frames = list(aware.track(video, prompts, {}))
+    finally:
+        MotionPrior.rescore = rescore
+    assert [f.frame_index for f in frames] == list(range(12)) == [f.frame_index for f in plain]
+    assert all(set(f.masks) == {1, 2} for f in frames)
+    assert len(calls) == 2 * 11 and all(shape[:2] == (1, 3) for shape in calls)  # each object alone, 3 candidates
+    assert len(aware.last_memory_frames) == 2  # one group per object
+
+
+def test_motion_aware_from_the_command_line(qwen25_fixture, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "agent", "segment", str(qwen25_fixture / "inputs"), "the red square", "--motion-aware"]
+    done = subprocess.run(base + ["--out", str(tmp_path / "a"), "--backend", "sa2va", "--model", str(qwen25_fixture / "checkpoint"),
+                                  "--sam2-config", str(qwen25_fixture / "sam2_tiny_test.yaml"), "--answer", "Sure, [SEG]."],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads((tmp_path / "a" / "result.json").read_text())["frames"]) == 8
+    refused = subprocess.run(base + ["--out", str(tmp_path / "b"), "--backend", "lite"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--motion-aware" in refused.stderr and "Traceback" not in refused.stderr
