@@ -98,3 +98,26 @@ def test_motion_aware_from_the_command_line(qwen25_fixture, tmp_path):
     assert len(json.loads((tmp_path / "a" / "result.json").read_text())["frames"]) == 8
     refused = subprocess.run(base + ["--out", str(tmp_path / "b"), "--backend", "lite"], capture_output=True, text=True)
     assert refused.returncode == 2 and "--motion-aware" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_tracking_starts_mid_video_and_runs_backwards(tmp_path):
+    torch.manual_seed(0)
+    root = generate(tmp_path / "video", 1, seed=3, length=10)
+    video = VideoSource.open(next((root / "JPEGImages").iterdir()))
+    labels = np.array(VideoSource.open(next((root / "Annotations").iterdir())).frame(6).convert("L"))
+    prompts = [ObjectPrompt(object_id=1, frame_index=6, mask=labels == 1)]
+    sam2, _, _ = build_language_sam2(TINY_SAM2_YAML, {})
+    steps = []
+    original = sam2.track_step
+
+    def recording(**kwargs):
+        steps.append((kwargs["frame_idx"], kwargs["track_in_reverse"], kwargs["is_init_cond_frame"]))
+        return original(**kwargs)
+
+    sam2.track_step = recording
+    frames = list(SAM2StreamTracker(sam2).track_logits(video, prompts, {}))
+    assert [f.frame_index for f in frames] == list(range(10))
+    assert all(f.logits[1] is not None and f.logits[1].shape == (128, 128) for f in frames)
+    assert steps[0] == (6, False, True)  # the prompted frame
+    assert steps[1:7] == [(t, True, False) for t in (5, 4, 3, 2, 1, 0)]  # then back to frame 0
+    assert steps[7:] == [(t, False, False) for t in (7, 8, 9)]  # then forwards

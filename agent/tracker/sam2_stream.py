@@ -112,11 +112,12 @@ class SAM2StreamTracker:
         _, feats, pos, sizes = self.model._prepare_backbone_features(expanded)
         return feats, pos, sizes
 
-    def _step(self, group: _ObjectGroup, frame_index: int, backbone_out: dict, num_frames: int, conditioning: bool) -> dict:
+    def _step(self, group: _ObjectGroup, frame_index: int, backbone_out: dict, num_frames: int, conditioning: bool,
+              reverse: bool = False) -> dict:
         feats, pos, sizes = self._expand(backbone_out, len(group.object_ids))
         common = dict(
             frame_idx=frame_index, current_vision_feats=feats, current_vision_pos_embeds=pos, feat_sizes=sizes,
-            point_inputs=None, mask_inputs=None, output_dict=group.memory, num_frames=num_frames,
+            point_inputs=None, mask_inputs=None, output_dict=group.memory, num_frames=num_frames, track_in_reverse=reverse,
         )
         with self._autocast():
             if conditioning and group.kind == "mask":
@@ -153,18 +154,33 @@ class SAM2StreamTracker:
             group.memory["cond_frame_outputs" if conditioning else "non_cond_frame_outputs"][frame_index] = compact
         return compact
 
-    def _forget(self, group: _ObjectGroup, frame_index: int) -> None:
+    def _forget(self, group: _ObjectGroup, frame_index: int, reverse: bool = False) -> None:
         old = group.memory["non_cond_frame_outputs"]
-        for t in [t for t in old if t <= frame_index - self._horizon]:
+        step = 1 if reverse else -1  # where the frames already tracked lie
+        for t in [t for t in old if (t - frame_index) * step >= self._horizon]:
             del old[t]
-        if frame_index - 1 in old:
-            old[frame_index - 1]["pred_masks"] = None  # only memory features are needed from now on
+        if frame_index + step in old:
+            old[frame_index + step]["pred_masks"] = None  # only memory features are needed from now on
+
+    def _track_backward(self, group: _ObjectGroup, video: VideoSource, num_frames: int, chunk: int = 32) -> dict[int, dict]:
+        """Frames before the group's first prompted frame, tracked from it towards frame 0 with SAM 2's
+        reverse mode (a memory of its own); their low-res logits wait, in float16, for the forward pass."""
+        backward = _ObjectGroup(group.object_ids, group.tokens, group.kind)
+        backward.memory["cond_frame_outputs"] = dict(group.memory["cond_frame_outputs"])
+        kept = {}
+        for end in range(group.first_frame, 0, -chunk):
+            frames = video.read_many(range(max(0, end - chunk), end))
+            for t in sorted(frames, reverse=True):
+                out = self._step(backward, t, self._features(frames.pop(t)), num_frames, conditioning=False, reverse=True)
+                self._forget(backward, t, reverse=True)
+                kept[t] = {"pred_masks": out["pred_masks"].half(), "object_score_logits": out["object_score_logits"]}
+        return kept
 
     @torch.inference_mode()
     def track_logits(
         self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]
     ) -> Iterator[FrameLogits]:
-        """SAM 2 logits per frame, in frame order; frames before an object's first keyframe are 'absent'."""
+        """SAM 2 logits per frame, in frame order (frames before an object's first prompt tracked backwards)."""
         groups = _group_prompts(prompts, one_per_object=self.motion_aware)
         for group in groups:
             group.motion = MotionPrior() if self.motion_aware else None
@@ -178,7 +194,9 @@ class SAM2StreamTracker:
             for group in groups:
                 if t in group.tokens:
                     self._step(group, t, backbone_out, num_frames, conditioning=True)
-        # 2) one forward pass over the video
+        # 2) objects first prompted after frame 0: tracked backwards from there
+        before = {id(g): self._track_backward(g, video, num_frames) for g in groups if g.first_frame > 0}
+        # 3) one forward pass over the video
         others = video.frames(t for t in range(num_frames) if t not in images)
         pending = next(others, None)
         for t in range(num_frames):
@@ -199,14 +217,10 @@ class SAM2StreamTracker:
                     out = self._step(group, t, backbone_out, num_frames, conditioning=False)
                     self._forget(group, t)
                 else:
-                    out = None
+                    out = before[id(group)].pop(t)
                 for row, object_id in enumerate(group.object_ids):
-                    if out is None:
-                        logits[object_id] = None
-                        scores[object_id] = float("-inf")
-                        continue
                     logits[object_id] = F.interpolate(
-                        out["pred_masks"][row : row + 1], size=(self._size, self._size), mode="bilinear", align_corners=False
+                        out["pred_masks"][row : row + 1].float(), size=(self._size, self._size), mode="bilinear", align_corners=False
                     )[0, 0]
                     scores[object_id] = float(out["object_score_logits"][row, 0])
             self.last_memory_frames = [len(g.memory["cond_frame_outputs"]) + len(g.memory["non_cond_frame_outputs"]) for g in groups]
@@ -219,9 +233,6 @@ class SAM2StreamTracker:
         for frame in self.track_logits(video, prompts, keyframes):
             masks = {}
             for object_id, logits in frame.logits.items():
-                if logits is None:
-                    masks[object_id] = np.zeros((height, width), dtype=bool)
-                    continue
                 resized = F.interpolate(logits[None, None], size=(height, width), mode="bilinear", align_corners=False)
                 masks[object_id] = (resized[0, 0] > 0).cpu().numpy()
             scores = {i: float(torch.sigmoid(torch.tensor(s))) for i, s in frame.object_scores.items()}
