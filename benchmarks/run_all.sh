@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 $PY benchmarks/lite_fps.py
-$PY benchmarks/sam2_vs_stock.py --frames 8
+$PY benchmarks/sam2_vs_stock.py --frames 16
 $PY benchmarks/sa2va_3obj.py --frames 4
 $PY benchmarks/memory_growth.py
 $PY benchmarks/train_synthetic.py --steps 3000

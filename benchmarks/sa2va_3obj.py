@@ -22,22 +22,10 @@ from agent.grounder.protocol import ObjectPrompt
 from agent.tracker.sam2_language import build_language_sam2
 from agent.tracker.sam2_stream import SAM2StreamTracker
 from agent.video import VideoSource
+from timing import timed
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "refdavis-mini3"
-
-
-def timed(model, totals):
-    """Time the image encoder, memory attention, decoder and memory encoder with forward hooks."""
-    def wrap(name, module):
-        starts = []
-        module.register_forward_pre_hook(lambda m, a: starts.append(time.perf_counter()))
-        module.register_forward_hook(lambda m, a, o: totals.__setitem__(name, totals[name] + time.perf_counter() - starts.pop()))
-
-    wrap("image_encoder", model.image_encoder)
-    wrap("memory_attention", model.memory_attention)
-    wrap("mask_decoder", model.sam_mask_decoder)
-    wrap("memory_encoder", model.memory_encoder)
 
 
 def main() -> None:

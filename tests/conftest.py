@@ -37,7 +37,8 @@ def qwen25_fixture() -> Path:
     return QWEN25_FIXTURE
 
 
-def encode_video(frames_dir: Path, path: Path, codec: str, fps: int = 24, limit: int | None = None) -> int:
+def encode_video(frames_dir: Path, path: Path, codec: str, fps: int = 24, limit: int | None = None,
+                 keyframe_every: int | None = None) -> int:
     """Encode a folder of frames into a video file with PyAV; returns the frame count."""
     import av
 
@@ -46,6 +47,8 @@ def encode_video(frames_dir: Path, path: Path, codec: str, fps: int = 24, limit:
         stream = container.add_stream(codec, rate=Fraction(fps))
         width, height = Image.open(files[0]).size
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if keyframe_every:
+            stream.gop_size = keyframe_every
         for file in files:
             frame = av.VideoFrame.from_image(Image.open(file).convert("RGB"))
             for packet in stream.encode(frame):

@@ -110,3 +110,46 @@ def test_frame_sequences_are_read_lazily():
     assert len(source) == 10_000 and source.size == (8, 6)
     assert np.asarray(source.frame(9_999))[0, 0, 0] == 9_999 % 256
     assert sorted(set(frames.reads)) == [0, 9_999]
+
+
+def test_video_files_seek_instead_of_decoding_from_the_start(refdavis, tmp_path, monkeypatch):
+    """Reading a late chunk decodes from the keyframe before it, not from frame 0; frames are the same."""
+    import av
+
+    path = tmp_path / "libby.mp4"
+    count = encode_video(refdavis / "JPEGImages" / "libby", path, "libx264", fps=24, limit=40, keyframe_every=8)
+    source = VideoSource.open(path)
+    linear = [np.asarray(image) for _, image in source.frames()]
+    decoded = []
+    real_open = av.open
+
+    class Counting:  # a container that counts the frames it decodes
+        def __init__(self, container):
+            self.container = container
+
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.container.__exit__(*exc)
+
+        def decode(self, *args, **kwargs):
+            for frame in self.container.decode(*args, **kwargs):
+                decoded.append(frame.pts)
+                yield frame
+
+    def counting_open(*args, **kwargs):
+        return Counting(real_open(*args, **kwargs))
+
+    monkeypatch.setattr(av, "open", counting_open)
+    late = source.read_many(range(count - 3, count))
+    assert sorted(late) == list(range(count - 3, count))
+    for i, image in late.items():
+        assert np.array_equal(np.asarray(image), linear[i])
+    # from the keyframe at or before frame 37 (one every 8 frames), not from frame 0
+    assert 3 <= len(decoded) <= 3 + 8
+    middle = source.read_many([20, 21])
+    assert all(np.array_equal(np.asarray(middle[i]), linear[i]) for i in (20, 21))

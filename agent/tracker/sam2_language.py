@@ -18,7 +18,10 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from sam2.modeling.sam.transformer import RoPEAttention
 from sam2.modeling.sam2_base import SAM2Base
+
+from agent.tracker.memory_attention import MemoryCrossAttention
 
 # What official Sa2VA checkpoints use: the package's Hiera-L config with dynamic multimask.
 OFFICIAL_SAM2_CONFIG = "configs/sam2/sam2_hiera_l.yaml"
@@ -100,10 +103,17 @@ def load_sam2_config(config: str | Path | None) -> Any:
     return OmegaConf.load(str(config)).model
 
 
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def build_language_sam2(config: str | Path | None, state_dict: dict[str, torch.Tensor]) -> tuple[LanguagePromptedSAM2, list[str], list[str]]:
     """Build from a sam2 yaml and load weights; returns (model, missing keys, unexpected keys)."""
     node = load_sam2_config(config)
-    node._target_ = f"{LanguagePromptedSAM2.__module__}.{LanguagePromptedSAM2.__qualname__}"
+    node._target_ = _qualified(LanguagePromptedSAM2)
+    cross = node.memory_attention.layer.cross_attention
+    if cross._target_ == _qualified(RoPEAttention):  # same weights; a faster CPU bfloat16 path
+        cross._target_ = _qualified(MemoryCrossAttention)
     model = instantiate(node, _recursive_=True)
     result = model.load_state_dict(state_dict, strict=False)
     return model.eval(), list(result.missing_keys), list(result.unexpected_keys)

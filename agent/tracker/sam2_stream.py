@@ -46,12 +46,27 @@ class _ObjectGroup:
 
 @dataclass
 class FrameLogits:
-    """One frame's SAM 2 output: mask logits at SAM 2 resolution and object-score logits."""
+    """One frame's SAM 2 output: low-resolution mask logits and object-score logits."""
 
     frame_index: int
     image: Image.Image
-    logits: dict[int, torch.Tensor]  # object id → [S, S]
+    low_res: dict[int, torch.Tensor]  # object id → [1, 1, S/4, S/4]
     object_scores: dict[int, float]  # object id → logit (> 0: present)
+    size: int  # SAM 2's input size S
+    via_size: set[int] = field(default_factory=set)  # objects resized through [S, S] first
+
+    def resized(self, object_id: int, height: int, width: int) -> torch.Tensor:
+        """Logits [height, width]. Each prompt kind is resized as its reference does: language prompts
+        through [S, S] (the official Sa2VA inference), masks in one step (the stock SAM 2 predictor)."""
+        logits = self.low_res[object_id].float()
+        if object_id in self.via_size and (height, width) != (self.size, self.size):
+            logits = F.interpolate(logits, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+
+    @property
+    def logits(self) -> dict[int, torch.Tensor]:
+        """Object id → logits [S, S] at SAM 2's resolution."""
+        return {i: self.resized(i, self.size, self.size) for i in self.low_res}
 
 
 def _group_prompts(prompts: Sequence[ObjectPrompt], one_per_object: bool = False) -> list[_ObjectGroup]:
@@ -105,7 +120,9 @@ class SAM2StreamTracker:
         return ((pixels - self._mean) / self._std)[None]
 
     def _features(self, image: Image.Image) -> dict:
-        return self.model.forward_image(self.preprocess(image))
+        with self._autocast():
+            out = self.model.forward_image(self.preprocess(image))
+        return {key: [x.float() for x in out[key]] for key in ("backbone_fpn", "vision_pos_enc")}
 
     def _expand(self, backbone_out: dict, batch: int):
         expanded = {key: [x.expand(batch, -1, -1, -1) for x in backbone_out[key]] for key in ("backbone_fpn", "vision_pos_enc")}
@@ -206,7 +223,7 @@ class SAM2StreamTracker:
                 _, image = pending
                 pending = next(others, None)
             backbone_out = None
-            logits, scores = {}, {}
+            logits, scores, via_size = {}, {}, set()
             for group in groups:
                 if t in group.memory["cond_frame_outputs"]:
                     out = group.memory["cond_frame_outputs"][t]
@@ -219,12 +236,12 @@ class SAM2StreamTracker:
                 else:
                     out = before[id(group)].pop(t)
                 for row, object_id in enumerate(group.object_ids):
-                    logits[object_id] = F.interpolate(
-                        out["pred_masks"][row : row + 1].float(), size=(self._size, self._size), mode="bilinear", align_corners=False
-                    )[0, 0]
+                    logits[object_id] = out["pred_masks"][row : row + 1]
+                    if group.kind == "embedding":
+                        via_size.add(object_id)
                     scores[object_id] = float(out["object_score_logits"][row, 0])
             self.last_memory_frames = [len(g.memory["cond_frame_outputs"]) + len(g.memory["non_cond_frame_outputs"]) for g in groups]
-            yield FrameLogits(t, image, logits, scores)
+            yield FrameLogits(t, image, logits, scores, self._size, via_size)
 
     def track(
         self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]
@@ -232,9 +249,8 @@ class SAM2StreamTracker:
         width, height = video.size
         for frame in self.track_logits(video, prompts, keyframes):
             masks = {}
-            for object_id, logits in frame.logits.items():
-                resized = F.interpolate(logits[None, None], size=(height, width), mode="bilinear", align_corners=False)
-                masks[object_id] = (resized[0, 0] > 0).cpu().numpy()
+            for object_id in frame.low_res:
+                masks[object_id] = (frame.resized(object_id, height, width) > 0).cpu().numpy()
             scores = {i: float(torch.sigmoid(torch.tensor(s))) for i, s in frame.object_scores.items()}
             yield FrameMasks(frame.frame_index, masks, scores, image=frame.image)
 

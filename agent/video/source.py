@@ -56,12 +56,15 @@ class _FolderReader:
 
 
 class _ContainerReader:
-    """A video file decoded with PyAV, one forward pass per request."""
+    """A video file decoded with PyAV. A request that starts past frame 0 seeks to the keyframe before
+    it (frame indices come from a presentation-timestamp index built by demuxing, without decoding),
+    so reading a long video backwards in chunks costs what reading it forwards does."""
 
     def __init__(self, path: Path):
         import av
 
         self.path = path
+        self._pts: list[int] | None = None
         try:
             with av.open(str(path)) as container:
                 if not container.streams.video:
@@ -81,6 +84,34 @@ class _ContainerReader:
     def __len__(self) -> int:
         return self.count
 
+    def _timestamps(self, container) -> list[int]:
+        """Every frame's pts in presentation order, or [] when the file's timestamps can't index frames."""
+        if self._pts is None:
+            stream = container.streams.video[0]
+            pts = sorted(p.pts for p in container.demux(stream) if p.size and p.pts is not None)
+            self._pts = pts if len(pts) == self.count and len(set(pts)) == len(pts) else []
+            container.seek(0)
+        return self._pts
+
+    def _decode_from(self, container, first: int) -> Iterator[tuple[int, Any]]:
+        """(index, frame) from the keyframe at or before frame `first` on (from frame 0 if no index)."""
+        import bisect
+
+        stream = container.streams.video[0]
+        pts = self._timestamps(container) if first > 0 else []
+        if pts:
+            container.seek(pts[first], stream=stream, backward=True, any_frame=False)
+        for n, frame in enumerate(container.decode(stream)):
+            if not pts:
+                yield n, frame
+            elif frame.pts is None:  # cannot place it: decode from the start instead
+                self._pts = []
+                container.seek(0)
+                yield from self._decode_from(container, 0)
+                return
+            else:
+                yield bisect.bisect_left(pts, frame.pts), frame
+
     def read(self, indices: Sequence[int]) -> Iterator[tuple[int, Image.Image]]:
         import av
 
@@ -90,7 +121,7 @@ class _ContainerReader:
             return
         try:
             with av.open(str(self.path)) as container:
-                for i, frame in enumerate(container.decode(video=0)):
+                for i, frame in self._decode_from(container, target):
                     if i == target:
                         yield i, frame.to_image()
                         target = next(wanted, None)

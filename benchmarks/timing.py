@@ -1,0 +1,19 @@
+"""Where the time goes: forward hooks that add up seconds per SAM 2 component."""
+
+from __future__ import annotations
+
+import time
+
+COMPONENTS = {"image_encoder": "image_encoder", "memory_attention": "memory_attention",
+              "mask_decoder": "sam_mask_decoder", "memory_encoder": "memory_encoder"}
+
+
+def timed(model, totals) -> list:
+    """Add each component's seconds to `totals` (a defaultdict(float)); returns the hook handles."""
+    handles = []
+    for name, attribute in COMPONENTS.items():
+        module, starts = getattr(model, attribute), []
+        handles.append(module.register_forward_pre_hook(lambda m, a, s=starts: s.append(time.perf_counter())))
+        handles.append(module.register_forward_hook(
+            lambda m, a, o, s=starts, n=name: totals.__setitem__(n, totals[n] + time.perf_counter() - s.pop())))
+    return handles

@@ -1,0 +1,61 @@
+"""The CPU bfloat16 path (`--dtype bfloat16`): SAM 2's memory cross-attention in chunks of bf16
+matmuls with the value projection after the attention; the same model in float32 is unchanged."""
+
+import numpy as np
+import pytest
+import torch
+from sam2.modeling.sam.transformer import RoPEAttention
+
+from agent.tracker.memory_attention import MemoryCrossAttention, chunked_attention
+from agent.tracker.sam2_language import build_language_sam2
+
+
+def attention_pair(heads=1):
+    torch.manual_seed(0)
+    options = dict(embedding_dim=64, num_heads=heads, downsample_rate=1, kv_in_dim=16, rope_k_repeat=True, feat_sizes=(8, 8))
+    stock, ours = RoPEAttention(**options).eval(), MemoryCrossAttention(**options).eval()
+    ours.load_state_dict(stock.state_dict())
+    # 64 queries on an 8×8 grid; memory: 3 frames of that grid + 4 object pointers (no RoPE)
+    q, memory = torch.randn(2, 64, 64), torch.randn(2, 3 * 64 + 4, 16)
+    return stock, ours, (q, memory + 0.1, memory), 4
+
+
+def test_chunked_attention_is_softmax_attention():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(1, 2, 50, 8), torch.randn(1, 2, 70, 8), torch.randn(1, 2, 70, 5)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(chunked_attention(q, k, v, chunk=16), want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_memory_cross_attention_bfloat16_matches_the_package(heads):
+    stock, ours, (q, k, v), pointers = attention_pair(heads)
+    with torch.no_grad():
+        want = stock(q, k, v, num_k_exclude_rope=pointers)
+        torch.testing.assert_close(ours(q, k, v, num_k_exclude_rope=pointers), want, atol=0, rtol=0)  # float32: the package's forward
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = ours(q, k, v, num_k_exclude_rope=pointers).float()
+            stock_bf16 = stock(q, k, v, num_k_exclude_rope=pointers).float()
+    # bfloat16 rounding only: as far from float32 as the package's own module under autocast
+    error, stock_error = (fast - want).abs().mean(), (stock_bf16 - want).abs().mean()
+    assert error < 2 * stock_error and (fast - want).abs().max() < 0.01 * want.abs().max()
+
+
+def test_official_architecture_uses_it_with_the_same_weights():
+    model, missing, unexpected = build_language_sam2(None, {})
+    layers = model.memory_attention.layers
+    assert all(isinstance(layer.cross_attn_image, MemoryCrossAttention) for layer in layers)
+    assert "memory_attention.layers.0.cross_attn_image.v_proj.weight" in model.state_dict()
+
+
+def test_fixture_in_bfloat16_on_the_cpu_stays_close_to_official(qwen25_fixture):
+    from test_sa2va_fixture import expected, ground_case, load_fixture
+
+    backend = load_fixture(qwen25_fixture, dtype="bfloat16")
+    assert backend.tracker.autocast_dtype == torch.bfloat16
+    run, video, keyframes, grounding = ground_case(backend, qwen25_fixture, "one_object")
+    masks = list(backend.tracker.track(video, grounding.prompts, keyframes))
+    got = np.stack([m.masks[grounding.object_ids[0]] for m in masks])
+    want = expected(qwen25_fixture, "one_object", "masks")[0]
+    assert got.shape == want.shape
+    assert (got == want).reshape(len(got), -1).mean(1).min() >= 0.995
