@@ -66,14 +66,27 @@ def run_ours(model, frames: Path, mask: np.ndarray, dtype) -> tuple[float, dict,
     return seconds, logits, dict(totals)
 
 
+def off_boundary(reference: np.ndarray, other: np.ndarray, reach: int = 2) -> int:
+    """Differing pixels farther than `reach` pixels from the reference mask's boundary."""
+    import cv2
+
+    mask = reference.astype(np.uint8)
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    near_boundary = cv2.dilate(mask, kernel) != cv2.erode(mask, kernel)
+    return int(np.count_nonzero((reference != other) & ~near_boundary))
+
+
 def agreement(reference: dict, logits: dict) -> dict:
-    """Pixels on the other side of 0 and of the reference's median logit, worst frame."""
-    at_zero, at_median = [], []
+    """Pixels on the other side of 0 and of the reference's median logit (worst frame), and how many
+    of them lie farther than 2 pixels from the reference mask's boundary."""
+    at_zero, at_median, away = [], [], []
     for t, ref in reference.items():
         median = float(np.median(ref))
-        at_zero.append(int(np.count_nonzero((ref > 0) != (logits[t] > 0))))
-        at_median.append(int(np.count_nonzero((ref > median) != (logits[t] > median))))
+        for differing, threshold in ((at_zero, 0.0), (at_median, median)):
+            differing.append(int(np.count_nonzero((ref > threshold) != (logits[t] > threshold))))
+            away.append(off_boundary(ref > threshold, logits[t] > threshold))
     return {"max_differing_pixels_at_0": max(at_zero), "max_differing_pixels_at_median": max(at_median),
+            "max_differing_pixels_beyond_2px_of_a_boundary": max(away),
             "pixels_per_frame": int(next(iter(reference.values())).size)}
 
 
