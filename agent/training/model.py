@@ -61,7 +61,6 @@ class Sa2VAForTraining(torch.nn.Module):
         self.vlm = self._adapt(grounder.vlm)
         grounder.vlm = self.vlm
         self.projector, self.sam2 = grounder.projector, tracker.model
-        self._dynamic_multimask = self.sam2.sam_mask_decoder.dynamic_multimask_via_stability
         self._freeze()
 
     def _adapt(self, vlm):
@@ -91,12 +90,10 @@ class Sa2VAForTraining(torch.nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        # SAM 2 in train mode takes other memory paths (no object scores, no binarising):
-        # train it as it tracks. But while training, always supervise the first mask token, as
-        # SAM 2's own training does: picking among tokens by (untrained) stability scores would
-        # send the mask loss to a different token each step.
+        # SAM 2 in train mode takes other memory paths (no object scores, no binarising): train it
+        # as it tracks. With no clicks, SAM 2 predicts three candidate masks and keeps the one its IoU
+        # head rates best, in training as in Sa2VA's (the mask loss goes to the kept one).
         self.sam2.eval()
-        self.sam2.sam_mask_decoder.dynamic_multimask_via_stability = self._dynamic_multimask and not mode
         return self
 
     def merged_vlm(self):

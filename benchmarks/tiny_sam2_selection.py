@@ -1,0 +1,153 @@
+"""How fast does the tiny random SAM 2 learn to pick one object by a prompt token? (No VLM.)
+
+A diagnostic for the learning issue: the tiny SAM 2 of `rvos train`'s tiny model (image encoder
+frozen, as in training) is trained alone on one-frame clips of generated videos, prompted through
+the same language-token path as Sa2VA's `[SEG]`, with an oracle code instead of the VLM: a learned
+bag of the expression's content words (std `--code-std` at init). Two runs:
+- `foreground`: the target is every object in the frame (the code carries nothing needed);
+- `selection`: the target is the referred object only.
+If the first learns fast and the second slowly, picking an object by a token, not segmenting,
+is what the tiny model is slow to learn, whatever the VLM gives it.
+
+    python benchmarks/tiny_sam2_selection.py [--steps 5000] [--out /tmp/rvos-selection]
+
+Writes benchmarks/results/tiny_sam2_selection.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from agent.backends.sa2va.spec import load_sa2va
+from agent.evaluation.datasets import read_dataset
+from agent.evaluation.datasets.base import Expression
+from agent.training.model import Sa2VAForTraining, Trainable, dice_loss, mask_targets
+from agent.training.synthetic import generate, vocabulary
+from agent.training.tiny import build_tiny_sa2va
+from agent.writers import read_palette_png
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FUNCTION_WORDS = {"the", "one", "that", "on"}
+
+
+class OracleCode(torch.nn.Module):
+    """A learned vector per content word; an expression's code is the sum over its words."""
+
+    def __init__(self, dim: int, std: float):
+        super().__init__()
+        self.words = sorted(set(vocabulary()) - FUNCTION_WORDS)
+        self.table = torch.nn.Parameter(torch.randn(len(self.words), dim) * std)
+
+    def forward(self, expression: str) -> torch.Tensor:
+        ids = [self.words.index(w) for w in re.findall(r"[a-z]+", expression.lower()) if w in self.words]
+        return self.table[ids].sum(0)[None, None]  # [1 object, 1 token, C]
+
+
+def iou(logits: torch.Tensor, target: torch.Tensor) -> float:
+    predicted, truth = logits > 0, target > 0.5
+    return float((predicted & truth).sum() / ((predicted | truth).sum() + 1e-6))
+
+
+def run(task: str, checkpoint: Path, train_root: Path, heldout_root: Path, steps: int, std: float) -> dict:
+    torch.manual_seed(0)
+    backend = load_sa2va(str(checkpoint), "cpu", dtype="float32")
+    model = Sa2VAForTraining(backend.grounder, backend.tracker, Trainable(lora_rank=0)).train()
+    tracker = model.tracker
+    code = OracleCode(tracker.model.hidden_dim, std)
+    params = [p for p in tracker.model.parameters() if p.requires_grad] + list(code.parameters())
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+
+    def predict(sample: Sample):
+        logits = tracker.clip_logits([sample.frame], {0: code(sample.expression.text)})[:, 0]
+        return logits, mask_targets(sample.target(task)[None], logits.shape[-1], logits.device)
+
+    train_expressions = read_dataset(train_root).expressions
+    curve, recent = [], []
+    started = time.monotonic()
+    for step in range(steps):
+        logits, target = predict(Sample.draw(train_expressions, random.Random(step)))
+        loss = 2 * F.binary_cross_entropy_with_logits(logits, target) + 0.5 * dice_loss(logits, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        recent.append(iou(logits.detach(), target))
+        if (step + 1) % 500 == 0:
+            curve.append({"step": step + 1, "train_iou": round(sum(recent) / len(recent), 3)})
+            recent = []
+            print(task, curve[-1], flush=True)
+    seconds = time.monotonic() - started
+    heldout = read_dataset(heldout_root).expressions
+    by_category = defaultdict(list)
+    with torch.no_grad():
+        for n in range(200):
+            sample = Sample.draw(heldout, random.Random(10_000 + n))
+            by_category[sample.expression.category].append(iou(*predict(sample)))
+    scores = {k: round(sum(v) / len(v), 3) for k, v in sorted(by_category.items())}
+    everything = [x for v in by_category.values() for x in v]
+    return {"task": task, "steps": steps, "train_seconds": round(seconds, 1), "curve": curve,
+            "heldout_iou": round(sum(everything) / len(everything), 3), "heldout_iou_by_contrast": scores}
+
+
+@dataclass
+class Sample:
+    """One annotated frame of a referring expression."""
+
+    expression: Expression
+    index: int
+
+    @classmethod
+    def draw(cls, expressions: list[Expression], rng: random.Random) -> "Sample":
+        expression = rng.choice(expressions)
+        return cls(expression, rng.randrange(len(expression.frame_names)))
+
+    @property
+    def frame(self) -> Image.Image:
+        return Image.open(self.expression.frame_paths()[self.index]).convert("RGB")
+
+    def target(self, task: str) -> np.ndarray:
+        if task == "selection":
+            return self.expression.gt(self.index)
+        root = self.expression.frames_dir.parent.parent  # <root>/JPEGImages/<video>
+        name = self.expression.frame_names[self.index]
+        return read_palette_png(root / "Annotations" / self.expression.video / f"{name}.png") > 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--foreground-steps", type=int, default=1500)
+    parser.add_argument("--code-std", type=float, default=1.0)
+    parser.add_argument("--out", default="/tmp/rvos-selection")
+    args = parser.parse_args()
+    out = Path(args.out)
+    checkpoint = out / "init"
+    if not (checkpoint / "config.json").is_file():
+        build_tiny_sa2va(checkpoint)
+    train_root, heldout_root = out / "train", out / "heldout"
+    if not (train_root / "meta_expressions.json").is_file():
+        generate(train_root, 300, seed=1)
+    if not (heldout_root / "meta_expressions.json").is_file():
+        generate(heldout_root, 30, seed=999)
+    record = {"code_std": args.code_std, "runs": [
+        run("foreground", checkpoint, train_root, heldout_root, args.foreground_steps, args.code_std),
+        run("selection", checkpoint, train_root, heldout_root, args.steps, args.code_std),
+    ]}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "tiny_sam2_selection.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
