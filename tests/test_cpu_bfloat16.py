@@ -28,14 +28,19 @@ def test_chunked_attention_is_softmax_attention():
 
 
 @pytest.mark.parametrize("heads", [1, 2])
-def test_memory_cross_attention_bfloat16_matches_the_package(heads):
+def test_memory_cross_attention_bfloat16_matches_the_package(heads, monkeypatch):
+    import agent.tracker.memory_attention as module
+
+    calls = []
+    monkeypatch.setattr(module, "chunked_attention", lambda *a, **k: calls.append(1) or chunked_attention(*a, **k))
     stock, ours, (q, k, v), pointers = attention_pair(heads)
-    with torch.no_grad():
+    with torch.inference_mode():
         want = stock(q, k, v, num_k_exclude_rope=pointers)
         torch.testing.assert_close(ours(q, k, v, num_k_exclude_rope=pointers), want, atol=0, rtol=0)  # float32: the package's forward
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fast = ours(q, k, v, num_k_exclude_rope=pointers).float()
             stock_bf16 = stock(q, k, v, num_k_exclude_rope=pointers).float()
+    assert calls == [1]  # the chunked path ran under bf16 autocast only
     # bfloat16 rounding only: as far from float32 as the package's own module under autocast
     error, stock_error = (fast - want).abs().mean(), (stock_bf16 - want).abs().mean()
     assert error < 2 * stock_error and (fast - want).abs().max() < 0.01 * want.abs().max()

@@ -1,7 +1,7 @@
 """SAM 2's memory cross-attention with a faster path for bfloat16 on the CPU.
 
 Same module, same weights as the package's `RoPEAttention`; it is swapped in through the yaml's
-`_target_`. In float32 (and on GPUs) it runs the package's own forward. Under CPU bfloat16
+`_target_`. In float32, on GPUs and wherever gradients are needed it runs the package's own forward. Under CPU bfloat16
 autocast it attends in chunks of queries with bfloat16 matmuls (the CPU's native bf16 dot
 products are twice float32's rate; the fused SDPA kernel does not use them) and applies the value
 projection after the attention: softmax rows sum to one, so `A (X Wᵀ + b) = (A X) Wᵀ + b`, and
@@ -39,7 +39,7 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, values: torch.Tensor, ch
 
 class MemoryCrossAttention(RoPEAttention):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0) -> torch.Tensor:
-        if self.training or not _cpu_bfloat16(q):
+        if self.training or torch.is_grad_enabled() or not _cpu_bfloat16(q):  # inference only
             return super().forward(q, k, v, num_k_exclude_rope)
         heads = self.num_heads
         q = self._separate_heads(self.q_proj(q), heads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,8 @@ def load_sa2va(
     # SAM 2 keeps float32 weights and autocasts, as the official GPU inference does; on a CPU only
     # bfloat16 (native dot products on AVX512-BF16 / AMX) is faster than float32
     autocast = torch_dtype if torch_dtype == torch.bfloat16 or (device.startswith("cuda") and torch_dtype != torch.float32) else None
+    if device == "cpu" and torch_dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        warnings.warn("this CPU has no native bfloat16 (AVX512-BF16 or AMX): --dtype bfloat16 runs slower than float32 here")
     tracker = SAM2StreamTracker(sam2, device=device, autocast_dtype=autocast, motion_aware=motion_aware)
     grounder = Sa2VAGrounder(vlm, inputs, projector, family.name, answer=answer)
     return Backend("sa2va", str(model), device, grounder, tracker, keyframes, keyframe_strategy)
