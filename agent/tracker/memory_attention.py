@@ -1,11 +1,12 @@
 """SAM 2's memory cross-attention with a faster path for bfloat16 on the CPU.
 
 Same module, same weights as the package's `RoPEAttention`; it is swapped in through the yaml's
-`_target_`. In float32, on GPUs and wherever gradients are needed it runs the package's own forward. Under CPU bfloat16
-autocast it attends in chunks of queries with bfloat16 matmuls (the CPU's native bf16 dot
-products are twice float32's rate; the fused SDPA kernel does not use them) and applies the value
-projection after the attention: softmax rows sum to one, so `A (X Wᵀ + b) = (A X) Wᵀ + b`, and
-the memory's 64 channels, not 256, are what the attention weights multiply.
+`_target_`. In float32, on GPUs and wherever gradients are needed it runs the package's own
+forward. For inference under CPU bfloat16 autocast it attends in chunks of queries with bfloat16
+matmuls (the CPU's native bf16 dot products run at twice float32's rate; the fused SDPA kernel
+does not use them) and applies the value projection after the attention: softmax rows sum to
+one, so `A (X Wᵀ + b) = (A X) Wᵀ + b`, and the attention weights multiply the memory's 64
+channels instead of 256.
 """
 
 from __future__ import annotations
