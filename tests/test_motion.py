@@ -121,3 +121,31 @@ def test_tracking_starts_mid_video_and_runs_backwards(tmp_path):
     assert steps[0] == (6, False, True)  # the prompted frame
     assert steps[1:7] == [(t, True, False) for t in (5, 4, 3, 2, 1, 0)]  # then back to frame 0
     assert steps[7:] == [(t, False, False) for t in (7, 8, 9)]  # then forwards
+
+
+def test_backward_frames_are_encoded_once_for_all_objects(tmp_path):
+    """Motion-aware tracking gives each object its own batch; going backwards, each frame is still
+    read and encoded once, and each object's reverse tracking starts at its own first prompt."""
+    torch.manual_seed(0)
+    root = generate(tmp_path / "video", 1, seed=3, length=10)
+    video = VideoSource.open(next((root / "JPEGImages").iterdir()))
+    labels = {t: np.array(VideoSource.open(next((root / "Annotations").iterdir())).frame(t).convert("L")) for t in (4, 6)}
+    prompts = [ObjectPrompt(object_id=1, frame_index=6, mask=labels[6] == 1),
+               ObjectPrompt(object_id=2, frame_index=4, mask=labels[4] == 2)]
+    sam2, _, _ = build_language_sam2(TINY_SAM2_YAML, {})
+    encoded, reverse_steps = [], []
+    sam2.image_encoder.register_forward_hook(lambda m, a, o: encoded.append(1))
+    original = sam2.track_step
+
+    def recording(**kwargs):
+        if kwargs["track_in_reverse"]:
+            reverse_steps.append(kwargs["frame_idx"])
+        return original(**kwargs)
+
+    sam2.track_step = recording
+    frames = list(SAM2StreamTracker(sam2, motion_aware=True).track_logits(video, prompts, {}))
+    assert [f.frame_index for f in frames] == list(range(10))
+    assert sorted(frames[0].low_res) == [1, 2]
+    assert reverse_steps == [5, 4, 3, 3, 2, 2, 1, 1, 0, 0]  # object 1 from frame 5, object 2 from frame 3
+    # prompted frames 4 and 6; backwards 5…0 once (not 5…0 and 3…0); forwards 5 and 6 for object 2, then 7…9
+    assert len(encoded) == 2 + 6 + 5

@@ -179,18 +179,23 @@ class SAM2StreamTracker:
         if frame_index + step in old:
             old[frame_index + step]["pred_masks"] = None  # only memory features are needed from now on
 
-    def _track_backward(self, group: _ObjectGroup, video: VideoSource, num_frames: int, chunk: int = 32) -> dict[int, dict]:
-        """Frames before the group's first prompted frame, tracked from it towards frame 0 with SAM 2's
-        reverse mode (a memory of its own); their low-res logits wait, in float16, for the forward pass."""
-        backward = _ObjectGroup(group.object_ids, group.tokens, group.kind)
-        backward.memory["cond_frame_outputs"] = dict(group.memory["cond_frame_outputs"])
-        kept = {}
-        for end in range(group.first_frame, 0, -chunk):
+    def _track_backward(self, groups: list[_ObjectGroup], video: VideoSource, num_frames: int, chunk: int = 32) -> dict[int, dict]:
+        """Frames before each group's first prompted frame, tracked from it towards frame 0 with SAM 2's
+        reverse mode (a memory of its own per group; each frame read and encoded once for all groups).
+        Returns id(group) → frame → low-res logits (float16) and object scores, for the forward pass."""
+        late = [g for g in groups if g.first_frame > 0]
+        backward = {id(g): _ObjectGroup(g.object_ids, g.tokens, g.kind) for g in late}
+        for g in late:
+            backward[id(g)].memory["cond_frame_outputs"] = dict(g.memory["cond_frame_outputs"])
+        kept: dict[int, dict] = {id(g): {} for g in late}
+        for end in range(max((g.first_frame for g in late), default=0), 0, -chunk):
             frames = video.read_many(range(max(0, end - chunk), end))
             for t in sorted(frames, reverse=True):
-                out = self._step(backward, t, self._features(frames.pop(t)), num_frames, conditioning=False, reverse=True)
-                self._forget(backward, t, reverse=True)
-                kept[t] = {"pred_masks": out["pred_masks"].half(), "object_score_logits": out["object_score_logits"]}
+                features = self._features(frames.pop(t))
+                for g in (g for g in late if t < g.first_frame):
+                    out = self._step(backward[id(g)], t, features, num_frames, conditioning=False, reverse=True)
+                    self._forget(backward[id(g)], t, reverse=True)
+                    kept[id(g)][t] = {"pred_masks": out["pred_masks"].half(), "object_score_logits": out["object_score_logits"]}
         return kept
 
     @torch.inference_mode()
@@ -212,7 +217,7 @@ class SAM2StreamTracker:
                 if t in group.tokens:
                     self._step(group, t, backbone_out, num_frames, conditioning=True)
         # 2) objects first prompted after frame 0: tracked backwards from there
-        before = {id(g): self._track_backward(g, video, num_frames) for g in groups if g.first_frame > 0}
+        before = self._track_backward(groups, video, num_frames)
         # 3) one forward pass over the video
         others = video.frames(t for t in range(num_frames) if t not in images)
         pending = next(others, None)
