@@ -58,9 +58,7 @@ def motion_phrase(motion: str) -> str:
 
 
 def _expression(target: Shape, other: Shape, contrast: str) -> str:
-    if contrast == "colour":
-        return f"the {target.colour} {target.shape}"
-    if contrast == "shape":
+    if contrast in ("colour", "shape"):
         return f"the {target.colour} {target.shape}"
     if contrast == "motion":
         return f"the {target.shape} {motion_phrase(target.motion)}"
