@@ -6,12 +6,12 @@ the same language-token path as Sa2VA's `[SEG]`, with an oracle code instead of 
 bag of the expression's content words (std `--code-std` at init). Two runs:
 - `foreground`: the target is every object in the frame (the code carries nothing needed);
 - `selection`: the target is the referred object only.
-If the first learns fast and the second slowly, picking an object by a token, not segmenting,
-is what the tiny model is slow to learn, whatever the VLM gives it.
+With `--pair`, a step prompts both objects of the frame's pair at once (one token each), as
+`rvos train` does with `referrals: 2`; `--contrasts` restricts the generated pairs.
 
-    python benchmarks/tiny_sam2_selection.py [--steps 5000] [--out /tmp/rvos-selection]
+    python benchmarks/tiny_sam2_selection.py [--steps 5000] [--pair] [--contrasts colour]
 
-Writes benchmarks/results/tiny_sam2_selection.json.
+Adds its runs to benchmarks/results/tiny_sam2_selection.json (keyed by task, pairing, contrasts).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from agent.backends.sa2va.spec import load_sa2va
 from agent.evaluation.datasets import read_dataset
 from agent.evaluation.datasets.base import Expression
 from agent.training.model import Sa2VAForTraining, Trainable, dice_loss, mask_targets
-from agent.training.synthetic import generate, vocabulary
+from agent.training.synthetic import CONTRASTS, generate, vocabulary
 from agent.training.tiny import build_tiny_sa2va
 from agent.writers import read_palette_png
 
@@ -60,7 +60,7 @@ def iou(logits: torch.Tensor, target: torch.Tensor) -> float:
     return float((predicted & truth).sum() / ((predicted | truth).sum() + 1e-6))
 
 
-def run(task: str, checkpoint: Path, train_root: Path, heldout_root: Path, steps: int, std: float) -> dict:
+def run(task: str, checkpoint: Path, train_root: Path, heldout_root: Path, steps: int, std: float, pair: bool = False) -> dict:
     torch.manual_seed(0)
     backend = load_sa2va(str(checkpoint), "cpu", dtype="float32")
     model = Sa2VAForTraining(backend.grounder, backend.tracker, Trainable(lora_rank=0)).train()
@@ -70,8 +70,11 @@ def run(task: str, checkpoint: Path, train_root: Path, heldout_root: Path, steps
     optimizer = torch.optim.AdamW(params, lr=1e-3)
 
     def predict(sample: Sample):
-        logits = tracker.clip_logits([sample.frame], {0: code(sample.expression.text)})[:, 0]
-        return logits, mask_targets(sample.target(task)[None], logits.shape[-1], logits.device)
+        """Logits and targets [objects, S, S]; the sample's own expression first."""
+        referred = [sample.expression, *(sample.partners if pair else [])]
+        codes = torch.cat([code(e.text) for e in referred])
+        logits = tracker.clip_logits([sample.frame], {0: codes})[0]
+        return logits, mask_targets(np.stack([sample.target(task, e) for e in referred]), logits.shape[-1], logits.device)
 
     train_expressions = read_dataset(train_root).expressions
     curve, recent = [], []
@@ -93,10 +96,11 @@ def run(task: str, checkpoint: Path, train_root: Path, heldout_root: Path, steps
     with torch.no_grad():
         for n in range(200):
             sample = Sample.draw(heldout, random.Random(10_000 + n))
-            by_category[sample.expression.category].append(iou(*predict(sample)))
+            logits, target = predict(sample)
+            by_category[sample.expression.category].append(iou(logits[0], target[0]))
     scores = {k: round(sum(v) / len(v), 3) for k, v in sorted(by_category.items())}
     everything = [x for v in by_category.values() for x in v]
-    return {"task": task, "steps": steps, "train_seconds": round(seconds, 1), "curve": curve,
+    return {"task": task, "pair": pair, "steps": steps, "train_seconds": round(seconds, 1), "curve": curve,
             "heldout_iou": round(sum(everything) / len(everything), 3), "heldout_iou_by_contrast": scores}
 
 
@@ -106,19 +110,21 @@ class Sample:
 
     expression: Expression
     index: int
+    partners: list[Expression]  # the video's other expressions
 
     @classmethod
     def draw(cls, expressions: list[Expression], rng: random.Random) -> "Sample":
         expression = rng.choice(expressions)
-        return cls(expression, rng.randrange(len(expression.frame_names)))
+        partners = [e for e in expressions if e.video == expression.video and e is not expression]
+        return cls(expression, rng.randrange(len(expression.frame_names)), partners)
 
     @property
     def frame(self) -> Image.Image:
         return Image.open(self.expression.frame_paths()[self.index]).convert("RGB")
 
-    def target(self, task: str) -> np.ndarray:
+    def target(self, task: str, expression: Expression) -> np.ndarray:
         if task == "selection":
-            return self.expression.gt(self.index)
+            return expression.gt(self.index)
         root = self.expression.frames_dir.parent.parent  # <root>/JPEGImages/<video>
         name = self.expression.frame_names[self.index]
         return read_palette_png(root / "Annotations" / self.expression.video / f"{name}.png") > 0
@@ -129,23 +135,29 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--foreground-steps", type=int, default=1500)
     parser.add_argument("--code-std", type=float, default=1.0)
+    parser.add_argument("--pair", action="store_true", help="both objects of the pair in every step")
+    parser.add_argument("--contrasts", nargs="+", default=list(CONTRASTS))
     parser.add_argument("--out", default="/tmp/rvos-selection")
     args = parser.parse_args()
     out = Path(args.out)
     checkpoint = out / "init"
     if not (checkpoint / "config.json").is_file():
         build_tiny_sa2va(checkpoint)
-    train_root, heldout_root = out / "train", out / "heldout"
+    kind = "-".join(args.contrasts)
+    train_root, heldout_root = out / f"train-{kind}", out / f"heldout-{kind}"
     if not (train_root / "meta_expressions.json").is_file():
-        generate(train_root, 300, seed=1)
+        generate(train_root, 300, seed=1, contrasts=args.contrasts)
     if not (heldout_root / "meta_expressions.json").is_file():
-        generate(heldout_root, 30, seed=999)
-    record = {"code_std": args.code_std, "runs": [
-        run("foreground", checkpoint, train_root, heldout_root, args.foreground_steps, args.code_std),
-        run("selection", checkpoint, train_root, heldout_root, args.steps, args.code_std),
-    ]}
+        generate(heldout_root, 30, seed=999, contrasts=args.contrasts)
+    results = RESULTS / "tiny_sam2_selection.json"
+    record = json.loads(results.read_text()) if results.is_file() else {"runs": {}}
+    for task, steps in (("foreground", args.foreground_steps), ("selection", args.steps)):
+        if steps > 0:
+            outcome = run(task, checkpoint, train_root, heldout_root, steps, args.code_std, args.pair)
+            key = f"{task}{'/pair' if args.pair else ''}/{kind}"
+            record["runs"][key] = {"code_std": args.code_std, "contrasts": args.contrasts, **outcome}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "tiny_sam2_selection.json").write_text(json.dumps(record, indent=1) + "\n")
+    results.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record, indent=1))
 
 

@@ -257,3 +257,28 @@ def test_fixture_exported_checkpoint_reproduces_official_outputs(request, family
         assert written.keys() == original.keys()  # InternVL's own names come back
     reloaded = load_sa2va(str(out), "cpu", keyframe_strategy="first")  # SAM 2 yaml and pixel limits from the folder
     check_against_reference(reloaded, folder, "two_objects")
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "internvl"])
+def test_fixture_training_conversation_labels_every_answer(family, qwen25_fixture):
+    """`rvos train` asks about several objects in one conversation; with each official tokenizer and
+    chat template, every answer is labelled and each turn's [SEG] is found."""
+    from agent.training.data import Clip, Referral, seg_answer
+    from agent.training.model import Sa2VAForTraining, Trainable
+
+    folder = qwen25_fixture if family == "qwen2_5_vl" else FAMILY_FIXTURES[family]
+    if not folder.is_dir():
+        pytest.skip(f"Sa2VA {family} fixture not found at {folder} (../shared is absent)")
+    loaded = load_fixture(folder)
+    model = Sa2VAForTraining(loaded.grounder, loaded.tracker, Trainable(lora_rank=0))
+    frames = [Image.new("RGB", (112, 112), (60, 60, 60)) for _ in range(2)]
+    masks = np.zeros((2, 112, 112), bool)
+    texts = ["the red circle", "the dog on the left", "a cat"]
+    clip = Clip(frames, [0, 1], [Referral(text, masks) for text in texts], seg_answer())
+    full, labels, positions = model.conversation(clip)
+    tokenizer = loaded.grounder.tokenizer
+    answered = labels[0][labels[0] != -100]
+    assert tokenizer.decode(answered).count("Sure, [SEG].") == 3
+    assert len(positions) == 3 and (full["input_ids"][0, positions] == loaded.grounder.seg_token_id).all()
+    prompt = tokenizer.decode(full["input_ids"][0])
+    assert all(prompt.index(texts[n]) < prompt.index(texts[n + 1]) for n in range(2))  # one turn each, in order

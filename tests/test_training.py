@@ -6,13 +6,15 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import load_file
 
 from agent.cli import main
 from agent.evaluation.datasets import read_dataset
 from agent.training.config import load_config
-from agent.training.data import ReferringImages
+from agent.training.data import ReferringImages, VideoClips
+from agent.training.model import Sa2VAForTraining, Trainable
 from agent.training.synthetic import COLOURS, generate
 from agent.training.trainer import train
 
@@ -34,6 +36,28 @@ def test_synthetic_videos_are_deterministic_and_exact(tmp_path):
             mask = expression.gt(0)
             inner = mask & np.roll(mask, 2, 0) & np.roll(mask, -2, 0) & np.roll(mask, 2, 1) & np.roll(mask, -2, 1)
             assert np.abs(frame[inner].mean(0) - COLOURS[words[1]]).max() < 25  # the mask covers the named colour
+
+
+def test_a_clip_asks_about_several_objects_in_one_conversation(tmp_path):
+    from agent.backends.sa2va.spec import load_sa2va
+    from agent.training.tiny import build_tiny_sa2va
+
+    clips = VideoClips(read_dataset(generate(tmp_path / "videos", 2, seed=3)).expressions, frames=2, keyframes=2, referrals=3)
+    clip = clips.sample(__import__("random").Random(0))
+    assert len(clip.referrals) == 2  # the video has two expressions
+    assert clip.referrals[0].expression != clip.referrals[1].expression and clip.masks.shape[:2] == (2, 2)
+    assert clip.masks[:, 0].any((1, 2)).all() and not (clip.masks[:, 0] & clip.masks[:, 1]).any()
+    backend = load_sa2va(str(build_tiny_sa2va(tmp_path / "tiny")), "cpu", dtype="float32")
+    model = Sa2VAForTraining(backend.grounder, backend.tracker, Trainable(lora_rank=0))
+    full, labels, positions = model.conversation(clip)
+    tokenizer = backend.grounder.tokenizer
+    text = tokenizer.decode(full["input_ids"][0])
+    assert all(r.expression in text for r in clip.referrals) and text.count("[SEG]") == 2
+    answered = tokenizer.decode(labels[0][labels[0] != -100])
+    assert answered.count("[SEG]") == 2 and not any(r.expression in answered for r in clip.referrals)  # answers only
+    assert len(positions) == 2 and positions[0] < positions[1]
+    losses = model(clip)
+    assert all(torch.isfinite(v) for v in losses.values())
 
 
 def test_rvos_synth_writes_a_dataset_once(tmp_path, capsys):
@@ -123,8 +147,8 @@ def coco_files(tmp_path):
 def test_referring_images_are_one_frame_clips(tmp_path):
     instances, refs, images = coco_files(tmp_path)
     clip = ReferringImages(instances, refs, images).sample(__import__("random").Random(0))
-    assert clip.expression == "the red square" and len(clip.frames) == 1 and clip.keyframes == [0]
-    assert clip.masks.shape == (1, 60, 80) and clip.masks[0, 12:28, 22:48].all() and clip.masks.sum() < 700
+    assert [r.expression for r in clip.referrals] == ["the red square"] and len(clip.frames) == 1 and clip.keyframes == [0]
+    assert clip.masks.shape == (1, 1, 60, 80) and clip.masks[0, 0, 12:28, 22:48].all() and clip.masks.sum() < 700
     data = [{"format": "refcoco", "instances": str(instances), "refs": str(refs), "images": str(images)}]
     result = train(tiny_config(tmp_path, "images", steps=2, data=data), progress=False)
     assert result.steps == 2 and np.isfinite(result.last_losses["loss"])

@@ -35,6 +35,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     frames: int = 4  # frames per clip (SAM 2 sees all)
     keyframes: int = 2  # of which the VLM sees and SAM 2 is prompted on
+    referrals: int = 3  # expressions of a video asked in one clip, one conversation turn each (fewer if it has fewer)
     seed: int = 0
     device: str = "auto"
     mixed_precision: str = "no"  # accelerate: no | fp16 | bf16
@@ -59,6 +60,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     except (OmegaConfBaseException, ValueError) as exc:
         message = str(exc).strip().splitlines()[0]
         raise UserError(f"training config {path}: {message}") from None
-    if config.steps < 1 or config.frames < 1 or not 1 <= config.keyframes <= config.frames:
-        raise UserError(f"training config {path}: need steps ≥ 1 and 1 ≤ keyframes ≤ frames")
+    if config.steps < 1 or config.frames < 1 or config.referrals < 1 or not 1 <= config.keyframes <= config.frames:
+        raise UserError(f"training config {path}: need steps ≥ 1, referrals ≥ 1 and 1 ≤ keyframes ≤ frames")
     return config

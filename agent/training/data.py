@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +22,25 @@ from agent.prompts import render
 
 
 @dataclass
-class Clip:
-    frames: list[Image.Image]  # in temporal order
-    masks: np.ndarray  # [T, H, W] bool: the referred object(s) on every frame of the clip
-    keyframes: list[int]  # clip positions the VLM sees and SAM 2 is prompted on
+class Referral:
     expression: str
-    answer: str
+    masks: np.ndarray  # [T, H, W] bool: what it refers to, on every frame of the clip
+
+
+@dataclass
+class Clip:
+    """Frames and the referrals asked about them, one conversation turn each (Sa2VA samples several
+    objects per video; each answer's `[SEG]` prompts SAM 2 for its object, all in one batch)."""
+
+    frames: list[Image.Image]  # in temporal order
+    keyframes: list[int]  # clip positions the VLM sees and SAM 2 is prompted on
+    referrals: list[Referral]
+    answer: str  # every turn's answer
+
+    @property
+    def masks(self) -> np.ndarray:
+        """[T, N, H, W]: the referrals' masks."""
+        return np.stack([r.masks for r in self.referrals], axis=1)
 
 
 def seg_answer(objects: int = 1) -> str:
@@ -41,32 +55,43 @@ def keyframe_positions(length: int, count: int) -> list[int]:
 
 
 class VideoClips:
-    """Random clips of `frames` annotated frames (sorted) from referring-video expressions."""
+    """Random clips of `frames` annotated frames (sorted) from referring-video expressions, each
+    with up to `referrals` expressions of its video."""
 
-    def __init__(self, expressions: list[Expression], frames: int = 4, keyframes: int = 2):
+    def __init__(self, expressions: list[Expression], frames: int = 4, keyframes: int = 2, referrals: int = 1):
         self.expressions = [e for e in expressions if e.gt is not None]
         if not self.expressions:
             raise UserError("the training data has no expression with ground-truth masks")
-        self.frames, self.keyframes = frames, keyframes
+        self.frames, self.keyframes, self.referrals = frames, keyframes, referrals
+        self.by_video: dict[str, list[Expression]] = defaultdict(list)
+        for expression in self.expressions:
+            self.by_video[expression.video].append(expression)
 
     def __len__(self) -> int:
         return len(self.expressions)
 
     def sample(self, rng: random.Random) -> Clip:
-        expression = rng.choice(self.expressions)
+        first = rng.choice(self.expressions)
+        others = [e for e in self.by_video[first.video] if e is not first]
+        chosen = [first, *rng.sample(others, min(len(others), self.referrals - 1))]
+        length = len(first.frame_names)
+
+        def annotated(i: int) -> list | None:
+            masks = [e.gt(i) for e in chosen]
+            return masks if all(m is not None for m in masks) else None
+
         for _ in range(10):
-            count = min(self.frames, len(expression.frame_names))
-            indices = sorted(rng.sample(range(len(expression.frame_names)), count))
-            masks = [expression.gt(i) for i in indices]
+            indices = sorted(rng.sample(range(length), min(self.frames, length)))
+            masks = [annotated(i) for i in indices]
             if all(m is not None for m in masks):
                 break
         else:
-            indices = [i for i in range(len(expression.frame_names)) if expression.gt(i) is not None][: self.frames]
-            masks = [expression.gt(i) for i in indices]
-        paths = expression.frame_paths()
+            indices = [i for i in range(length) if annotated(i) is not None][: self.frames]
+            masks = [annotated(i) for i in indices]
+        paths = first.frame_paths()
         frames = [Image.open(paths[i]).convert("RGB") for i in indices]
-        return Clip(frames, np.stack(masks).astype(bool), keyframe_positions(len(frames), self.keyframes),
-                    expression.text, seg_answer())
+        referrals = [Referral(e.text, np.stack([m[n] for m in masks]).astype(bool)) for n, e in enumerate(chosen)]
+        return Clip(frames, keyframe_positions(len(frames), self.keyframes), referrals, seg_answer())
 
 
 class ReferringImages:
@@ -97,7 +122,7 @@ class ReferringImages:
         info = self.coco.loadImgs(image_id)[0]
         image = Image.open(self.images / info["file_name"]).convert("RGB")
         mask = self.coco.annToMask(self.coco.loadAnns(ann_id)[0]).astype(bool)
-        return Clip([image], mask[None], [0], sentence, seg_answer())
+        return Clip([image], [0], [Referral(sentence, mask[None])], seg_answer())
 
 
 class Mixture:

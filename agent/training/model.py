@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from agent.backends.sa2va.grounder import Sa2VAGrounder, as_request
+from agent.grounder.protocol import Turn
 from agent.tracker.sam2_stream import SAM2StreamTracker
 from agent.training.data import Clip
 
@@ -46,9 +47,11 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
 
 
 def mask_targets(masks: np.ndarray, size: int, device) -> torch.Tensor:
-    """[T, H, W] bool → [T, size, size] float, resized as SAM 2 sees the frames."""
-    target = torch.from_numpy(masks).float()[:, None]
-    return F.interpolate(target, size=(size, size), mode="bilinear", align_corners=False)[:, 0].round().to(device)
+    """[..., H, W] bool → [..., size, size] float, resized as SAM 2 sees the frames."""
+    target = torch.from_numpy(masks).float()
+    flat = target.reshape(-1, 1, *target.shape[-2:])
+    resized = F.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False).round()
+    return resized.reshape(*target.shape[:-2], size, size).to(device)
 
 
 class Sa2VAForTraining(torch.nn.Module):
@@ -100,24 +103,45 @@ class Sa2VAForTraining(torch.nn.Module):
         """The VLM with LoRA merged into its weights (what export writes)."""
         return self.vlm.merge_and_unload() if hasattr(self.vlm, "merge_and_unload") else self.vlm
 
-    def forward(self, clip: Clip) -> dict[str, torch.Tensor]:
+    def conversation(self, clip: Clip) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """The clip as one conversation, a turn per referral: (model inputs, labels on every answer,
+        positions of each answer's first `[SEG]`)."""
         g = self.grounder
         keyframes = [clip.frames[i] for i in clip.keyframes]
-        inputs = g.prompt_inputs(keyframes, as_request(clip.expression, g.family))
+        requests = [as_request(r.expression, g.family) for r in clip.referrals]
+        history = [turn for request in requests[:-1] for turn in (Turn("user", request), Turn("assistant", clip.answer))]
+        inputs = g.prompt_inputs(keyframes, requests[-1], history)
         answer_ids = g.tokenizer(clip.answer + g.end_token, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
         full = g._append(inputs, answer_ids)
-        labels = full["input_ids"].clone()
-        labels[:, : inputs["input_ids"].shape[1]] = -100  # loss on the answer only
+        ids = full["input_ids"][0]
+        labels = torch.full_like(full["input_ids"], -100)
+        for start in _occurrences(ids, answer_ids.to(ids.device)):
+            labels[0, start : start + len(answer_ids)] = ids[start : start + len(answer_ids)]
+        positions = ((ids == g.seg_token_id) & (labels[0] != -100)).nonzero()[:, 0]
+        per_turn = len(positions) // len(requests)
+        if per_turn < 1 or per_turn * len(requests) != len(positions):
+            raise ValueError(f"the conversation holds {len(positions)} [SEG] answers for {len(requests)} referrals; "
+                             "check the answer template and the chat template")
+        return full, labels, positions[::per_turn]
+
+    def forward(self, clip: Clip) -> dict[str, torch.Tensor]:
+        full, labels, positions = self.conversation(clip)
         out = self.vlm(**full, labels=labels, output_hidden_states=True)
-        hidden = out.hidden_states[-1][0]
-        positions = (full["input_ids"][0] == g.seg_token_id).nonzero()[:, 0]
-        positions = positions[positions >= inputs["input_ids"].shape[1]]
-        embedding = self.projector(hidden[positions].float())  # [objects, C]
+        embedding = self.projector(out.hidden_states[-1][0, positions].float())  # [referrals, C]
         tokens = {t: embedding[:, None] for t in clip.keyframes}
-        logits = self.tracker.clip_logits(clip.frames, tokens)[:, :1]  # [T, 1 object, S, S]
-        target = mask_targets(clip.masks, logits.shape[-1], logits.device)[:, None]
+        logits = self.tracker.clip_logits(clip.frames, tokens)  # [T, referrals, S, S]
+        target = mask_targets(clip.masks, logits.shape[-1], logits.device)
         bce = F.binary_cross_entropy_with_logits(logits, target)
         dice = dice_loss(logits.flatten(0, 1), target.flatten(0, 1))
         w = self.weights
         total = w.lm * out.loss + w.bce * bce + w.dice * dice
         return {"loss": total, "lm": out.loss.detach(), "bce": bce.detach(), "dice": dice.detach()}
+
+
+def _occurrences(sequence: torch.Tensor, pattern: torch.Tensor) -> list[int]:
+    """Start positions of `pattern` in `sequence` (1-D token ids)."""
+    n = len(pattern)
+    if n == 0 or len(sequence) < n:
+        return []
+    windows = sequence.unfold(0, n, 1)
+    return (windows == pattern).all(1).nonzero()[:, 0].tolist()

@@ -58,7 +58,7 @@ def data_sources(config: TrainConfig, out: Path) -> Mixture:
             if source.root is None:
                 raise UserError(f"training data of format {source.format!r} needs a root folder")
             expressions = read_dataset(source.root, source.format, source.split).expressions
-        sources.append(VideoClips(expressions, config.frames, config.keyframes))
+        sources.append(VideoClips(expressions, config.frames, config.keyframes, config.referrals))
     return Mixture(sources)
 
 
