@@ -58,13 +58,24 @@ def test_unconfident_frames_stay_out_of_memory():
     assert prior.observe(square(3, 10), object_score=2.0)
 
 
+def multimask_tiny_yaml(folder):
+    """The tiny yaml with SAM 2's three candidate masks on, as the official configs have them."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(TINY_SAM2_YAML)
+    config.model.multimask_output_in_sam = True
+    path = folder / "sam2_tiny_multimask.yaml"
+    OmegaConf.save(config, path)
+    return path
+
+
 def test_tracker_option_reranks_and_gates(tmp_path):
     torch.manual_seed(0)
     root = generate(tmp_path / "video", 1, seed=2, length=12)
     video = VideoSource.open(next((root / "JPEGImages").iterdir()))
     first = np.array(VideoSource.open(next((root / "Annotations").iterdir())).frame(0).convert("L")) > 0
     prompts = [ObjectPrompt(object_id=1, frame_index=0, mask=first), ObjectPrompt(object_id=2, frame_index=0, mask=~first)]
-    sam2, _, _ = build_language_sam2(TINY_SAM2_YAML, {})
+    sam2, _, _ = build_language_sam2(multimask_tiny_yaml(tmp_path), {})
     plain = list(SAM2StreamTracker(sam2).track(video, prompts, {}))
     aware = SAM2StreamTracker(sam2, motion_aware=True)
     calls = []
