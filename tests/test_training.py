@@ -60,6 +60,26 @@ def test_a_clip_asks_about_several_objects_in_one_conversation(tmp_path):
     assert all(torch.isfinite(v) for v in losses.values())
 
 
+def test_clips_keep_to_frames_annotated_for_every_referral(tmp_path):
+    from agent.errors import UserError
+    from agent.evaluation.datasets.base import Expression
+
+    frames = next((generate(tmp_path / "v", 1, seed=3) / "JPEGImages").iterdir())
+    names = sorted(p.stem for p in frames.iterdir())
+    mask = np.ones((112, 112), bool)
+
+    def annotated_on(*indices):
+        return lambda i: mask if i in indices else None
+
+    a = Expression("v", "0", "a", frames, names, gt=annotated_on(2, 5, 6))
+    b = Expression("v", "1", "b", frames, names, gt=annotated_on(5, 6, 7))
+    clip = VideoClips([a, b], frames=4, keyframes=2, referrals=2).sample(__import__("random").Random(0))
+    assert clip.masks.shape == (2, 2, 112, 112)  # frames 5 and 6 only
+    lonely = Expression("v", "2", "c", frames, names, gt=annotated_on(0))
+    with pytest.raises(UserError, match="referrals: 1"):
+        VideoClips([a, lonely], frames=2, keyframes=1, referrals=2).sample(__import__("random").Random(0))
+
+
 def test_rvos_synth_writes_a_dataset_once(tmp_path, capsys):
     out = tmp_path / "synth"
     assert main(["synth", str(out), "--videos", "2", "--frames", "4"]) == 0

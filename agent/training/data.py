@@ -11,6 +11,7 @@ import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +86,12 @@ class VideoClips:
             masks = [annotated(i) for i in indices]
             if all(m is not None for m in masks):
                 break
-        else:
-            indices = [i for i in range(length) if annotated(i) is not None][: self.frames]
-            masks = [annotated(i) for i in indices]
+        else:  # the first frames where every chosen expression is annotated, each read once
+            found = list(islice(((i, m) for i in range(length) if (m := annotated(i)) is not None), self.frames))
+            if not found:
+                texts = ", ".join(repr(e.text) for e in chosen)
+                raise UserError(f"{first.video}: no frame has ground truth for all of {texts}; set referrals: 1")
+            indices, masks = [i for i, _ in found], [m for _, m in found]
         paths = first.frame_paths()
         frames = [Image.open(paths[i]).convert("RGB") for i in indices]
         referrals = [Referral(e.text, np.stack([m[n] for m in masks]).astype(bool)) for n, e in enumerate(chosen)]
