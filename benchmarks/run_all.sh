@@ -7,5 +7,9 @@ $PY benchmarks/lite_fps.py
 $PY benchmarks/sam2_vs_stock.py --frames 16
 $PY benchmarks/sa2va_3obj.py --frames 4
 $PY benchmarks/memory_growth.py
-$PY benchmarks/train_synthetic.py --steps 3000
+$PY benchmarks/train_synthetic.py --steps 6000
+$PY benchmarks/train_synthetic.py --steps 6000 --contrasts colour shape size
 $PY benchmarks/tiny_sam2_selection.py --steps 5000
+$PY benchmarks/tiny_sam2_selection.py --pair --foreground-steps 0 --steps 1500
+$PY benchmarks/tiny_sam2_selection.py --contrasts colour --foreground-steps 0 --steps 1500
+$PY benchmarks/tiny_sam2_selection.py --pair --contrasts colour --foreground-steps 0 --steps 1500
