@@ -53,14 +53,28 @@ def test_official_architecture_uses_it_with_the_same_weights():
     assert "memory_attention.layers.0.cross_attn_image.v_proj.weight" in model.state_dict()
 
 
-def test_fixture_in_bfloat16_on_the_cpu_stays_close_to_official(qwen25_fixture):
+def fixture_masks_in_bfloat16(folder, stock_attention: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(our bf16 masks, the official float32 masks) on the fixture's one-object case; with
+    `stock_attention` the package's own memory attention runs under the same autocast instead."""
     from test_sa2va_fixture import expected, ground_case, load_fixture
 
-    backend = load_fixture(qwen25_fixture, dtype="bfloat16")
+    backend = load_fixture(folder, dtype="bfloat16")
     assert backend.tracker.autocast_dtype == torch.bfloat16
-    run, video, keyframes, grounding = ground_case(backend, qwen25_fixture, "one_object")
+    if stock_attention:
+        for module in backend.tracker.model.modules():
+            if isinstance(module, MemoryCrossAttention):
+                module.__class__ = RoPEAttention  # same weights, the package's forward
+    run, video, keyframes, grounding = ground_case(backend, folder, "one_object")
     masks = list(backend.tracker.track(video, grounding.prompts, keyframes))
-    got = np.stack([m.masks[grounding.object_ids[0]] for m in masks])
-    want = expected(qwen25_fixture, "one_object", "masks")[0]
-    assert got.shape == want.shape
-    assert (got == want).reshape(len(got), -1).mean(1).min() >= 0.995
+    return np.stack([m.masks[grounding.object_ids[0]] for m in masks]), expected(folder, "one_object", "masks")[0]
+
+
+def test_fixture_in_bfloat16_on_the_cpu_stays_as_close_to_official_as_stock_autocast(qwen25_fixture):
+    """bf16 rounding differs between CPUs (AVX512-BF16, AMX, AVX2 emulation), so the yardstick is
+    computed here: SAM 2 with the package's own attention under the same bf16 autocast."""
+    ours, want = fixture_masks_in_bfloat16(qwen25_fixture)
+    stock, _ = fixture_masks_in_bfloat16(qwen25_fixture, stock_attention=True)
+    assert ours.shape == want.shape == stock.shape
+    ours_wrong, stock_wrong = np.count_nonzero(ours != want), np.count_nonzero(stock != want)
+    # a broken path flips thousands of pixels; rounding flips boundary pixels, about as many as stock
+    assert ours_wrong <= 2 * stock_wrong + 1e-3 * want.size, (ours_wrong, stock_wrong)
