@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from PIL import Image
@@ -23,7 +23,11 @@ class ObjectPrompt:
 
     A VLM grounder gives a language `embedding` (the projected `[SEG]` state); a
     detector-based grounder gives a `box` (x0, y0, x1, y1 in frame pixels); a known
-    first-frame `mask` (bool, frame size) is the semi-supervised VOS prompt.
+    `mask` (bool, frame size) is the semi-supervised VOS prompt. A person's clicks are
+    `points` (x, y in frame pixels) with `point_labels` (1: on the object, 0: not on it).
+    Kinds combine: clicks with a `mask` correct that mask (SAM's iterative refinement),
+    clicks with an `embedding` or a `box` add to what the grounder said; a `mask` alone is
+    taken as it is.
     """
 
     object_id: int
@@ -32,6 +36,12 @@ class ObjectPrompt:
     box: tuple[float, float, float, float] | None = None
     label: str | None = None  # what kind of object, when the grounder knows (lets a tracker re-detect it)
     mask: Any | None = None
+    points: list[tuple[float, float]] | None = None
+    point_labels: list[int] | None = None
+
+    def at(self, frame_index: int) -> ObjectPrompt:
+        """The same prompt on another frame index (a span of the video counts its own frames)."""
+        return replace(self, frame_index=frame_index)
 
 
 @dataclass

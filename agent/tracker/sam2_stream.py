@@ -10,7 +10,9 @@ frame for all objects; and only the memory that SAM 2 can still attend to is kep
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +27,8 @@ from agent.video.source import VideoSource
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# A mask being corrected, as the decoder's previous-mask logits: ±8 (the stock predictor clamps its own at ±32)
+PREVIOUS_MASK_LOGIT = 8.0
 
 
 @dataclass
@@ -32,8 +36,8 @@ class _ObjectGroup:
     """Objects prompted on the same keyframes, tracked as one batch."""
 
     object_ids: list[int]
-    tokens: dict[int, torch.Tensor]  # frame index → [B, 1, C] language tokens, or [B, 1, H, W] masks
-    kind: str = "embedding"  # or "mask"
+    tokens: dict[int, Any]  # frame index → [B, 1, C] language tokens, [B, 1, H, W] masks, or a click prompt
+    kind: str = "embedding"  # or "mask", or "click" (a person's points / box, one object per group)
     memory: dict[str, dict[int, dict]] = field(
         default_factory=lambda: {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
     )
@@ -69,26 +73,39 @@ class FrameLogits:
         return {i: self.resized(i, self.size, self.size) for i in self.low_res}
 
 
+def _kind(prompt: ObjectPrompt) -> str:
+    if prompt.points or prompt.box is not None:
+        return "click"
+    if prompt.embedding is not None:
+        return "embedding"
+    if prompt.mask is not None:
+        return "mask"
+    raise ValueError(f"object {prompt.object_id}: the SAM 2 tracker needs a language embedding, a mask, clicks or a box")
+
+
 def _group_prompts(prompts: Sequence[ObjectPrompt], one_per_object: bool = False) -> list[_ObjectGroup]:
-    """Objects prompted the same way on the same frames are tracked as one batch (or each alone)."""
-    frames_of: dict[int, dict[int, torch.Tensor]] = {}
-    kind_of: dict[int, str] = {}
+    """Objects prompted the same way on the same frames are tracked as one batch (or each alone); an
+    object with a person's clicks or box is tracked alone, each of its frames with its whole prompt."""
+    prompts_of: dict[int, dict[int, ObjectPrompt]] = {}
     for prompt in prompts:
-        if prompt.embedding is not None:
-            value, kind = torch.as_tensor(prompt.embedding), "embedding"
-        elif prompt.mask is not None:
-            value, kind = torch.as_tensor(prompt.mask, dtype=torch.float32), "mask"
-        else:
-            raise ValueError(f"object {prompt.object_id}: the SAM 2 tracker needs a language embedding or a mask")
-        frames_of.setdefault(prompt.object_id, {})[prompt.frame_index] = value
-        kind_of[prompt.object_id] = kind
+        prompts_of.setdefault(prompt.object_id, {})[prompt.frame_index] = prompt
+    kind_of = {}
+    for object_id, frames in prompts_of.items():
+        kinds = {_kind(p) for p in frames.values()}
+        kind_of[object_id] = "click" if "click" in kinds or len(kinds) > 1 else kinds.pop()
     by_frames: dict[tuple, list[int]] = {}
-    for object_id in sorted(frames_of):
-        key = (kind_of[object_id], tuple(sorted(frames_of[object_id])), object_id if one_per_object else None)
+    for object_id in sorted(prompts_of):
+        alone = one_per_object or kind_of[object_id] == "click"
+        key = (kind_of[object_id], tuple(sorted(prompts_of[object_id])), object_id if alone else None)
         by_frames.setdefault(key, []).append(object_id)
     groups = []
     for (kind, frames, _), ids in by_frames.items():
-        tokens = {t: torch.stack([frames_of[i][t] for i in ids])[:, None] for t in frames}
+        if kind == "click":
+            tokens = dict(prompts_of[ids[0]])
+        elif kind == "embedding":
+            tokens = {t: torch.stack([torch.as_tensor(prompts_of[i][t].embedding) for i in ids])[:, None] for t in frames}
+        else:
+            tokens = {t: torch.stack([torch.as_tensor(np.asarray(prompts_of[i][t].mask), dtype=torch.float32) for i in ids])[:, None] for t in frames}
         groups.append(_ObjectGroup(ids, tokens, kind=kind))
     return groups
 
@@ -137,16 +154,8 @@ class SAM2StreamTracker:
             point_inputs=None, mask_inputs=None, output_dict=group.memory, num_frames=num_frames, track_in_reverse=reverse,
         )
         with self._autocast():
-            if conditioning and group.kind == "mask":
-                # resized as the stock predictor's add_new_mask resizes it
-                masks = group.tokens[frame_index].to(self.device)
-                masks = F.interpolate(masks, size=(self._size, self._size), mode="bilinear", align_corners=False, antialias=True) >= 0.5
-                common["mask_inputs"] = masks.float()
-                out = self.model.track_step(is_init_cond_frame=True, run_mem_encoder=False, **common)
-            elif conditioning:
-                with self.model.language_prompt(group.tokens[frame_index]):
-                    out = self.model.track_step(is_init_cond_frame=True, run_mem_encoder=False, **common)
             if conditioning:
+                out = self._conditioning_step(group.kind, group.tokens[frame_index], common)
                 high_res = F.interpolate(out["pred_masks"], size=(self._size, self._size), mode="bilinear", align_corners=False)
                 out["maskmem_features"], out["maskmem_pos_enc"] = self.model._encode_new_memory(
                     feats, sizes, high_res, out["object_score_logits"], is_mask_from_pts=True
@@ -170,6 +179,44 @@ class SAM2StreamTracker:
         if keep:  # motion-aware tracking leaves unconfident frames out of the memory bank
             group.memory["cond_frame_outputs" if conditioning else "non_cond_frame_outputs"][frame_index] = compact
         return compact
+
+    def _conditioning_step(self, kind: str, token: Any, common: dict) -> dict:
+        """A prompted frame, run without memory."""
+        if kind == "click":
+            return self._click_step(token, common)
+        if kind == "mask":  # resized as the stock predictor's add_new_mask resizes it
+            masks = F.interpolate(token.to(self.device), size=(self._size, self._size), mode="bilinear", align_corners=False, antialias=True)
+            return self.model.track_step(is_init_cond_frame=True, run_mem_encoder=False, **common | {"mask_inputs": (masks >= 0.5).float()})
+        with self.model.language_prompt(token):
+            return self.model.track_step(is_init_cond_frame=True, run_mem_encoder=False, **common)
+
+    def _click_step(self, prompt: ObjectPrompt, common: dict) -> dict:
+        """A person's clicks and / or box on a conditioning frame, as the stock predictor sends them (a box
+        is two corner points, labels 2 and 3), with the grounder's `[SEG]` token when that frame has one,
+        and the mask being corrected as the decoder's previous-mask input."""
+        if not (prompt.points or prompt.box is not None):  # this object's other frames: mask or language alone
+            kind = _kind(prompt)
+            value = prompt.embedding if kind == "embedding" else np.asarray(prompt.mask, dtype=np.float32)
+            return self._conditioning_step(kind, torch.as_tensor(value)[None, None], common)
+        width, height = self._video_size
+        points, labels = [], []
+        if prompt.box is not None:
+            x0, y0, x1, y1 = prompt.box
+            points, labels = [(x0, y0), (x1, y1)], [2, 3]
+        points, labels = points + list(prompt.points or []), labels + list(prompt.point_labels or [])
+        scale = torch.tensor([self._size / width, self._size / height], device=self.device)
+        common["point_inputs"] = {
+            "point_coords": torch.tensor(points, dtype=torch.float32, device=self.device)[None] * scale,
+            "point_labels": torch.tensor(labels, dtype=torch.int32, device=self.device)[None],
+        }
+        previous = None
+        if prompt.mask is not None:
+            low = self._size // 4
+            mask = torch.as_tensor(np.asarray(prompt.mask), dtype=torch.float32, device=self.device)[None, None]
+            previous = (F.interpolate(mask, size=(low, low), mode="bilinear", align_corners=False) * 2 - 1) * PREVIOUS_MASK_LOGIT
+        language = self.model.language_prompt(torch.as_tensor(prompt.embedding)[None, None]) if prompt.embedding is not None else nullcontext()
+        with language:
+            return self.model.track_step(is_init_cond_frame=True, run_mem_encoder=False, prev_sam_mask_logits=previous, **common)
 
     def _forget(self, group: _ObjectGroup, frame_index: int, reverse: bool = False) -> None:
         old = group.memory["non_cond_frame_outputs"]
@@ -207,6 +254,7 @@ class SAM2StreamTracker:
         for group in groups:
             group.motion = MotionPrior() if self.motion_aware else None
         num_frames = len(video)
+        self._video_size = video.size
         cond_frames = sorted({t for g in groups for t in g.tokens})
         missing = [t for t in cond_frames if t not in keyframes]
         images = dict(keyframes) | video.read_many(missing)

@@ -162,6 +162,29 @@ class _MemoryReader:
             yield i, self._image(i)
 
 
+class _SpanReader:
+    """Some frames of another source, in a given order (a reversed range runs a video backwards).
+    Frames are read from the parent in chunks, each chunk in one decoding pass."""
+
+    CHUNK = 32
+
+    def __init__(self, parent: VideoSource, indices: Sequence[int]):
+        self.parent, self.indices = parent, list(indices)
+        self.names = [parent.frame_names[i] for i in self.indices]
+        self.fps, self.size = parent.fps, parent.size
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def read(self, indices: Sequence[int]) -> Iterator[tuple[int, Image.Image]]:
+        indices = list(indices)
+        for start in range(0, len(indices), self.CHUNK):
+            chunk = indices[start : start + self.CHUNK]
+            images = self.parent.read_many(self.indices[i] for i in chunk)
+            for i in chunk:
+                yield i, images[self.indices[i]]
+
+
 def _split_frames(frames: Any) -> Sequence[Any]:
     if isinstance(frames, Image.Image):
         return [frames]
@@ -287,3 +310,7 @@ class VideoSource:
     def read_many(self, indices: Iterable[int]) -> dict[int, Image.Image]:
         """A few frames (keyframes) by index, in one decoding pass."""
         return dict(self.frames(indices))
+
+    def span(self, indices: Sequence[int]) -> VideoSource:
+        """These frames, in this order, as a video of their own (frame i of the span is `indices[i]`)."""
+        return VideoSource(_SpanReader(self, indices), path=self.path)

@@ -9,12 +9,17 @@ point, and its mask is taken when it is confident and agrees with the warped one
 mask falls below `lost_fraction` of its recent size is lost (it left the frame or is hidden): its
 mask is empty, and every `search_every` frames the detector looks for it again, re-identifying
 it by colour histogram (and the grounder's keyframe boxes re-anchor it), under the same id.
+
+A person's prompts (a mask, a box, clicks) set the mask on their frame: a mask as given, a box and
+clicks through minisam, and clicks that correct a mask as minisam's box around that mask (grown to
+take in the positive clicks) plus the clicks. An object first prompted after frame 0 is tracked
+backwards to frame 0 first, by the same algorithm on the frames in reverse order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -26,6 +31,7 @@ from agent.backends.lite.text import VOCABULARY
 from agent.grounder.protocol import ObjectPrompt
 from agent.tracker.protocol import FrameMasks
 from agent.video.source import VideoSource
+from agent.writers.rle import decode_rle, encode_rle
 
 
 CLASS_INDEX = {entry["name"]: index for index, entry in enumerate(VOCABULARY["classes"])}
@@ -75,10 +81,16 @@ def colour_histogram(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return cv2.normalize(hist, hist).flatten()
 
 
+def is_detection(prompt: ObjectPrompt) -> bool:
+    """A grounder's detection (a labelled box), as opposed to a person's prompt."""
+    return prompt.box is not None and prompt.label is not None and not prompt.points and prompt.mask is None
+
+
 @dataclass
 class _Object:
     object_id: int
     boxes: dict[int, tuple]  # grounder's boxes by frame
+    given: dict[int, ObjectPrompt] = field(default_factory=dict)  # a person's prompts by frame
     mask: np.ndarray | None = None
     appearance: np.ndarray | None = None
     class_index: int | None = None
@@ -89,7 +101,7 @@ class _Object:
 
     @property
     def start(self) -> int:
-        return min(self.boxes)
+        return min([*self.boxes, *self.given])
 
 
 class LiteTracker:
@@ -146,6 +158,19 @@ class LiteTracker:
             return segment.mask
         return warped
 
+    def _from_prompt(self, prompt: ObjectPrompt, image: Image.Image, embedding) -> np.ndarray:
+        """The mask a person's prompt gives on its frame."""
+        if prompt.mask is not None and not prompt.points:
+            return np.asarray(prompt.mask, bool)
+        box = prompt.box
+        if prompt.mask is not None:  # clicks correcting a mask: the box around it, grown to the positive clicks
+            corners = [*np.reshape(box_of(np.asarray(prompt.mask, bool)) or (), (-1, 2)).tolist()]
+            corners += [p for p, label in zip(prompt.points, prompt.point_labels) if label == 1]
+            if corners:
+                xs, ys = zip(*corners)
+                box = (min(xs), min(ys), min(max(xs) + 1, image.size[0]), min(max(ys) + 1, image.size[1]))
+        return self.segmenter.segment(embedding, box=box, points=prompt.points, labels=prompt.point_labels).mask
+
     def _redetect(self, obj: _Object, image: Image.Image, pixels: np.ndarray) -> np.ndarray | None:
         """Look for a lost object: same-class detections, screened by colour inside their box, then segmented."""
         if self.detector is None or obj.class_index is None or obj.appearance is None:
@@ -167,13 +192,32 @@ class LiteTracker:
         return best
 
     def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameMasks]:
+        starts: dict[int, int] = {}
+        for prompt in prompts:
+            starts[prompt.object_id] = min(prompt.frame_index, starts.get(prompt.object_id, prompt.frame_index))
+        before: dict[int, dict[int, dict]] = {}  # frame → object id → RLE, from the backward passes
+        for start in sorted({s for s in starts.values() if s > 0}):
+            first = [p.at(0) for p in prompts if starts[p.object_id] == start and p.frame_index == start]
+            backward = self._run(video.span(range(start, -1, -1)), first, {0: keyframes[start]} if start in keyframes else {})
+            next(backward)  # the prompted frame itself comes from the forward pass
+            for local, frame in enumerate(backward, 1):
+                before.setdefault(start - local, {}).update({i: encode_rle(m) for i, m in frame.masks.items()})
+        for frame in self._run(video, prompts, keyframes):
+            for object_id, rle in before.pop(frame.frame_index, {}).items():
+                frame.masks[object_id] = decode_rle(rle)
+                frame.scores[object_id] = 1.0 if frame.masks[object_id].any() else 0.0
+            yield frame
+
+    def _run(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameMasks]:
+        """Forward from each object's first prompt; frames before it are empty."""
         objects: dict[int, _Object] = {}
         for prompt in prompts:
-            if prompt.box is None:
-                raise ValueError(f"object {prompt.object_id}: the lite tracker needs a box prompt")
             obj = objects.setdefault(prompt.object_id, _Object(prompt.object_id, {}))
-            obj.boxes[prompt.frame_index] = prompt.box
-            obj.class_index = CLASS_INDEX.get(prompt.label, obj.class_index)
+            if is_detection(prompt):
+                obj.boxes[prompt.frame_index] = prompt.box
+                obj.class_index = CLASS_INDEX.get(prompt.label, obj.class_index)
+            else:
+                obj.given[prompt.frame_index] = prompt
         self._size = video.size
         width, height = video.size
         small = (max(1, round(width * self.flow_scale)), max(1, round(height * self.flow_scale)))
@@ -190,7 +234,7 @@ class LiteTracker:
                     shift = float(np.linalg.norm(flow[obj.mask], axis=1).mean())
                     obj.motion += shift / max(np.sqrt(obj.mask.sum()), 1.0)
                 obj.since_refresh += 1
-            due = {o.object_id for o in active if o.mask is None or (o.lost_since is None and (
+            due = {o.object_id for o in active if o.mask is None or t in o.given or (o.lost_since is None and (
                    t in o.boxes or o.motion > self.motion_budget or o.since_refresh >= self.max_gap))}
             refresh = bool(due)
             embedding = self.segmenter.embed(image) if refresh and active else None
@@ -201,11 +245,14 @@ class LiteTracker:
                 if t < obj.start:
                     masks[obj.object_id], scores[obj.object_id] = np.zeros((height, width), bool), 0.0
                     continue
-                if obj.mask is None:  # the first frame: the grounder's box
-                    segment = self.segmenter.segment(embedding, box=expand_box(obj.boxes[t], 0.1, image.size))
-                    obj.mask = segment.mask
+                if obj.mask is None or t in obj.given:  # a first or a person's prompt sets the mask
+                    if t in obj.given:
+                        obj.mask = self._from_prompt(obj.given[t], image, embedding)
+                    else:  # the grounder's box
+                        obj.mask = self.segmenter.segment(embedding, box=expand_box(obj.boxes[t], 0.1, image.size)).mask
                     obj.appearance = colour_histogram(pixels, obj.mask)
                     obj.area = float(obj.mask.sum())
+                    obj.lost_since, obj.motion, obj.since_refresh = None, 0.0, 0
                 elif obj.lost_since is not None:  # search for it every few frames, else nothing
                     if t in obj.boxes:  # the grounder saw it here
                         found = self.segmenter.segment(self.segmenter.embed(image), box=expand_box(obj.boxes[t], 0.1, image.size)).mask
