@@ -30,8 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     seg = sub.add_parser("segment", help="segment the object an instruction refers to on every frame")
     seg.add_argument("video", help="video file, folder of frames, or image")
-    seg.add_argument("instruction", help='what to segment, e.g. "the dog that catches the frisbee"')
+    seg.add_argument("instruction", nargs="?", help='what to segment, e.g. "the dog that catches the frisbee" (may be left out with a visual prompt)')
     seg.add_argument("--out", required=True, help="output folder (masks/, result.json, overlay.mp4)")
+    seg.add_argument("--mask", action="append", default=[], metavar="FILE[@FRAME]",
+                     help="objects' masks on a frame (default 0): a palette or grey PNG of the frame's size, non-zero values are object ids (DAVIS first-frame annotation)")
+    seg.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1[@FRAME]", help="a box around an object (one object each; repeatable)")
+    seg.add_argument("--point", action="append", default=[], metavar="X,Y[,+|-][@FRAME]",
+                     help="a click on (+, default) or off (-) the object; the clicks are one object, the box's when there is one box (repeatable)")
     _add_backend_options(seg)
     seg.add_argument("--answer", help="force the model's answer (teacher forcing), e.g. 'Sure, [SEG].'")
     seg.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
@@ -56,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("root", help="dataset root as downloaded")
     evaluate.add_argument("--dataset", default="generic", help="generic, ref-youtube-vos, ref-davis17, mevis, revos, long-rvos")
     evaluate.add_argument("--split", help="dataset split (each reader has its usual default)")
+    evaluate.add_argument("--protocol", choices=["referring", "semi"], default="referring",
+                          help="referring: ground each expression (default); semi: DAVIS semi-supervised, the first annotated frame's masks as the prompt")
     evaluate.add_argument("--out", required=True, help="evaluation folder (re-run the same command to resume)")
     _add_backend_options(evaluate)
     evaluate.add_argument("--answer", help="force the model's answer (teacher forcing)")
@@ -97,16 +104,20 @@ def _backend_options(args: argparse.Namespace) -> dict:
 
 def _segment(args: argparse.Namespace) -> int:
     from agent.backends import load_backend
+    from agent.grounder.visual import command_line_prompts
     from agent.pipeline import check_instruction, segment
     from agent.video.source import VideoSource
     from agent.writers.output import check_output_folder
 
     # Cheap checks first: bad input must not wait for a model to load.
-    check_instruction(args.instruction)
+    visual = args.mask or args.box or args.point
+    if args.instruction is not None or not visual:
+        check_instruction(args.instruction or "")
     source = VideoSource.open(args.video)
+    prompts = command_line_prompts(len(source), source.size, args.point, args.box, args.mask)
     check_output_folder(Path(args.out), args.overwrite)
     backend = load_backend(args.backend, args.model, args.device, **_backend_options(args))
-    run = segment(source, args.instruction, backend, args.out, overwrite=args.overwrite, overlay=not args.no_overlay)
+    run = segment(source, args.instruction, backend, args.out, overwrite=args.overwrite, overlay=not args.no_overlay, prompts=prompts)
     print(f"answer: {run.grounding.answer}")
     print(f"objects: {len(run.grounding.objects)}  frames: {len(source)}  backend: {backend.name} ({backend.model})")
     print(f"masks:   {run.out / 'masks'}")
@@ -151,6 +162,15 @@ def _eval(args: argparse.Namespace) -> int:
 
     resolve_device(args.device)  # fail before any work
     job = EvalJob(args.root, args.dataset, args.split, args.backend, args.out, args.model, args.device, _backend_options(args))
+    if args.protocol == "semi":
+        from agent.evaluation.semi import run_semi_supervised
+
+        report = run_semi_supervised(job)
+        overall = report["overall"]
+        print(f"{len(report['videos'])} videos, DAVIS semi-supervised: J {overall['J']:.4f}  F {overall['F']:.4f}  J&F {overall['JF']:.4f}"
+              f"  ({report['seconds_per_frame']} s/frame)")
+        print(f"report: {Path(args.out) / 'report.json'}")
+        return 0
     report = run_evaluation(job, ray_address=args.ray, workers=args.workers)
     overall = report.get("overall") or {}
     print(f"{report['expressions_done']}/{report['expressions_total']} expressions, {len(report['failures'])} failed")

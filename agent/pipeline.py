@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from agent import __version__
 from agent.backends.base import Backend
 from agent.errors import UserError
-from agent.grounder.protocol import Grounding, Turn
+from agent.grounder.protocol import Grounding, ObjectPrompt, Turn
 from agent.video.keyframes import select_keyframes
 from agent.video.source import VideoSource
 from agent.writers.output import SegmentationWriter, check_output_folder
@@ -33,9 +33,21 @@ class SegmentationRun:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def with_visual_prompts(grounding: Grounding, prompts: Sequence[ObjectPrompt]) -> Grounding:
+    """The grounder's objects plus a person's (renumbered after the grounder's ids)."""
+    if not prompts:
+        return grounding
+    offset = max(grounding.objects, default=0)
+    extra = [replace(p, object_id=p.object_id + offset) for p in prompts]
+    kinds = {p.object_id: "mask" if p.mask is not None else "box" if p.box is not None else "clicks" for p in extra}
+    objects = grounding.objects | {i: f"{kind} prompt" for i, kind in kinds.items()}
+    answer = grounding.answer or f"Tracking {len(kinds)} object(s) from your prompts."
+    return replace(grounding, answer=answer, prompts=[*grounding.prompts, *extra], objects=objects)
+
+
 def segment(
     video: Any,
-    instruction: str,
+    instruction: str | None,
     backend: Backend,
     out: Path | str,
     *,
@@ -44,9 +56,12 @@ def segment(
     history: Sequence[Turn] = (),
     keyframe_indices: Sequence[int] | None = None,
     progress: bool = True,
+    prompts: Sequence[ObjectPrompt] = (),
 ) -> SegmentationRun:
-    """Segment what `instruction` refers to on every frame of `video` and write it to `out`."""
-    instruction = check_instruction(instruction)
+    """Segment what `instruction` refers to (and the objects a person's `prompts` mark: masks, boxes,
+    clicks; the instruction may then be None) on every frame of `video` and write it to `out`."""
+    if instruction is not None or not prompts:
+        instruction = check_instruction(instruction)
     source = VideoSource.open(video)
     check_output_folder(Path(out), overwrite)
     timings: dict[str, float] = {}
@@ -57,11 +72,12 @@ def segment(
     timings["read_keyframes_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    grounding = backend.grounder.ground(keyframes, instruction, history)
+    grounding = backend.grounder.ground(keyframes, instruction, history) if instruction else Grounding("")
+    grounding = with_visual_prompts(grounding, prompts)
     timings["ground_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    with SegmentationWriter(out, source, instruction, overwrite=overwrite, overlay=overlay) as writer:
+    with SegmentationWriter(out, source, instruction or "", overwrite=overwrite, overlay=overlay) as writer:
         bar = tqdm(total=len(source), unit="frame", desc="segment", disable=not progress)
         if grounding.prompts:
             for frame in backend.tracker.track(source, grounding.prompts, keyframes):

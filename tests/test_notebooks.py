@@ -1,4 +1,4 @@
-"""Both notebooks execute top to bottom (the lite backend and the fixture checkpoint), so they never rot."""
+"""Every notebook executes top to bottom (the lite backend and the fixture checkpoint), so they never rot."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-@pytest.mark.parametrize("name", ["quickstart.ipynb", "reasoning.ipynb"])
+@pytest.mark.parametrize("name", ["quickstart.ipynb", "reasoning.ipynb", "interactive.ipynb"])
 def test_notebook_runs(name, refdavis, qwen25_fixture):
     nbformat = pytest.importorskip("nbformat")
     from nbclient import NotebookClient

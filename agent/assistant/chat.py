@@ -1,7 +1,9 @@
 """`rvos chat VIDEO`: a conversation in the terminal (line editing and history where readline exists).
 
 Commands: /save DIR, /show (writes and opens the last reply's overlay), /mode auto|direct|reasoning,
-/trace, /reset, /quit. Works with piped input (each line is one turn), which is how tests drive it.
+/trace, /reset, /quit; visual prompts: /point X,Y[,+|-][@FRAME] [ID] (clicks, several separated by
+spaces), /box X0,Y0,X1,Y1[@FRAME] [ID] (a new object, or a correction of object ID), /remove ID,
+/objects. Works with piped input (each line is one turn), which is how tests drive it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from pathlib import Path
 
 from agent.assistant.session import MODES, Session
 from agent.errors import UserError
+from agent.grounder.visual import parse_box, parse_point
 
-HELP = "commands: /save DIR  /show  /mode auto|direct|reasoning  /trace  /reset  /quit"
+HELP = ("commands: /save DIR  /show  /mode auto|direct|reasoning  /trace  /reset  /quit\n"
+        "          /point X,Y[,+|-][@FRAME] … [ID]  /box X0,Y0,X1,Y1[@FRAME] [ID]  /remove ID  /objects")
 
 
 def _line_editing() -> None:
@@ -33,6 +37,36 @@ def _show(session: Session, out=print) -> None:
     if opener and sys.stdout.isatty():
         subprocess.Popen([opener, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out(f"overlay: {path}")
+
+
+def _object_id(words: list[str]) -> int | None:
+    """A trailing object id (`3` or `#3`) after the prompt's coordinates."""
+    if len(words) > 1 and words[-1].lstrip("#").isdigit():
+        return int(words.pop().lstrip("#"))
+    return None
+
+
+def _visual(session: Session, command: str, argument: str):
+    words = argument.split()
+    if command == "/remove":
+        if len(words) != 1 or not words[0].lstrip("#").isdigit():
+            raise UserError("/remove ID: the id of the object to forget (see /objects)")
+        return session.remove(int(words[0].lstrip("#")))
+    object_id = _object_id(words)
+    if not words:
+        raise UserError(f"{command} needs coordinates; {HELP}")
+    if command == "/box":
+        frame, box = parse_box(words[0])
+        return session.add_box(frame, box, object_id)
+    clicks = [parse_point(word) for word in words]
+    frames = {frame for frame, _, _ in clicks}
+    if len(frames) > 1:
+        raise UserError("/point: give the clicks of one frame at a time")
+    return session.add_points(frames.pop(), [p for _, p, _ in clicks], [label for _, _, label in clicks], object_id)
+
+
+def _objects(reply) -> str:
+    return ", ".join(f"#{i} {d}" for i, d in sorted(reply.objects.items())) or "no objects"
 
 
 def run_chat(session: Session, mode: str = "auto", lines=None, out=print) -> int:
@@ -75,12 +109,16 @@ def run_chat(session: Session, mode: str = "auto", lines=None, out=print) -> int
             elif command == "/trace":
                 for step in session.replies[-1].trace if session.replies else []:
                     out(f"  {step}")
+            elif command in ("/point", "/box", "/remove"):
+                reply = _visual(session, command, argument)
+                out(f"rvos> {reply.answer}\n      [{_objects(reply)}]")
+            elif command == "/objects":
+                out("      " + (", ".join(f"#{i} {o.description}" for i, o in sorted(session.objects.objects.items())) or "no objects yet"))
             elif command.startswith("/"):
                 raise UserError(f"unknown command {command}; {HELP}")
             else:
                 reply = session.ask(line, mode=mode)
-                objects = ", ".join(f"#{i} {d}" for i, d in sorted(reply.objects.items())) or "no objects"
-                out(f"rvos> {reply.answer}\n      [{objects}]")
+                out(f"rvos> {reply.answer}\n      [{_objects(reply)}]")
         except UserError as exc:
             out(f"rvos> error: {exc}")
     return 0

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.grounder.protocol import ObjectPrompt
 from agent.tracker.protocol import FrameMasks
 from agent.video.source import VideoSource
 from agent.writers.overlay import draw_overlay
@@ -22,7 +23,7 @@ from agent.writers.rle import decode_rle, encode_rle
 class Step:
     """One step of the agent's work, for the reply's trace."""
 
-    kind: str  # reason, ground, track, verify, retry, switch, answer
+    kind: str  # reason, ground, track, verify, retry, switch, answer; add, correct, remove, keep
     text: str
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -39,6 +40,7 @@ class Reply:
     keyframes: list[int] = field(default_factory=list)
     trace: list[Step] = field(default_factory=list)
     mode: str = "direct"
+    prompts: list[ObjectPrompt] = field(default_factory=list, repr=False)  # what found each object (by its id)
     _rle: list[dict[int, dict]] = field(default_factory=list, repr=False)  # per frame: object id → RLE
 
     @property

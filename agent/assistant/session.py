@@ -8,19 +8,29 @@ reasoning when the direct answer fails verification. Every step lands in the rep
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any, Union
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from agent.assistant.objects import ObjectStore, SessionObject
 from agent.assistant.reply import Reply, Step
 from agent.backends.base import Backend
-from agent.grounder.protocol import Grounding, Turn, Verdict
+from agent.errors import UserError
+from agent.grounder.protocol import Grounding, ObjectPrompt, Turn, Verdict
+from agent.grounder.visual import POSITIVE, check_box, check_frame, check_mask, check_points
 from agent.pipeline import check_instruction
+from agent.tracker.protocol import FrameMasks
 from agent.video.keyframes import select_keyframes
 from agent.video.source import VideoSource
 from agent.writers.overlay import draw_overlay
 from agent.writers.palette import label_map
 from agent.writers.rle import decode_rle, encode_rle
+
+# True: a progress bar (terminal or notebook); a callable: called with (frames done, frames in all, what)
+Progress = Union[bool, Callable[[int, int, str], None]]
 
 MODES = ("auto", "direct", "reasoning")
 SAME_OBJECT_IOU = 0.5  # mean keyframe IoU above which a new mask is an earlier turn's object
@@ -41,25 +51,40 @@ class Assistant:
 
     from_pretrained = load
 
-    def open(self, video: Any, keyframes: list[int] | None = None) -> Session:
-        return Session(self.backend, video, keyframes)
+    def open(self, video: Any, keyframes: list[int] | None = None, progress: Progress = True) -> Session:
+        return Session(self.backend, video, keyframes, progress)
 
 
 class Session:
-    def __init__(self, backend: Backend, video: Any, keyframes: list[int] | None = None):
+    """A conversation about one video. Objects keep their ids across turns; language and a person's
+    clicks, boxes and masks mix freely, and a correction re-tracks only the frames it changes."""
+
+    def __init__(self, backend: Backend, video: Any, keyframes: list[int] | None = None, progress: Progress = True):
         self.backend = backend
         self.video = VideoSource.open(video)
         self.keyframe_indices = select_keyframes(len(self.video), backend.keyframe_count, backend.keyframe_strategy, keyframes)
         self.keyframes = self.video.read_many(self.keyframe_indices)  # decoded once for the whole session
+        self.progress = progress
         self.history: list[Turn] = []
         self.replies: list[Reply] = []
-        self._known: dict[int, dict[int, dict]] = {}  # stable object id → keyframe index → RLE
+        self.objects = ObjectStore(len(self.video))
 
     def reset(self) -> None:
-        """Forget the conversation (and the object ids); the video stays open."""
+        """Forget the conversation and the objects; the video stays open."""
         self.history.clear()
         self.replies.clear()
-        self._known.clear()
+        self.objects = ObjectStore(len(self.video))
+
+    def _tracked(self, frames: Iterator[FrameMasks], total: int, what: str) -> Iterator[FrameMasks]:
+        """The tracker's frames, with progress shown as they come."""
+        report = self.progress if callable(self.progress) else None
+        bar = tqdm(total=total, unit="frame", desc=what, leave=False, disable=report is not None or not self.progress)
+        for done, frame in enumerate(frames, 1):
+            bar.update()
+            if report:
+                report(done, total, what)
+            yield frame
+        bar.close()
 
     # --- the steps -------------------------------------------------------------------------
     def _stable_ids(self, keyframe_masks: dict[int, dict[int, np.ndarray]]) -> dict[int, int]:
@@ -67,7 +92,7 @@ class Session:
         mapping, taken = {}, set()
         for object_id in sorted({i for masks in keyframe_masks.values() for i in masks}):
             best, best_iou = None, SAME_OBJECT_IOU
-            for known_id, known in self._known.items():
+            for known_id, known in self.objects.keyframe_masks(keyframe_masks).items():
                 if known_id in taken:
                     continue
                 ious = []
@@ -78,21 +103,26 @@ class Session:
                         ious.append(np.count_nonzero(ours & theirs) / np.count_nonzero(ours | theirs))
                 if ious and np.mean(ious) > best_iou:
                     best, best_iou = known_id, float(np.mean(ious))
-            mapping[object_id] = best if best is not None else max([*self._known, *mapping.values(), 0]) + 1
+            mapping[object_id] = best if best is not None else max([*self.objects.objects, *mapping.values(), 0]) + 1
             taken.add(mapping[object_id])
         return mapping
 
     def _materialize(self, question: str, grounding: Grounding, trace: list[Step], mode: str) -> tuple[Reply, dict]:
-        """Track the grounded objects through the video into a reply (masks kept as RLE)."""
+        """Track the grounded objects through the video into a reply, streaming: each frame's masks
+        become RLE as they come; only the keyframes' are also kept decoded, to match earlier objects."""
         reply = Reply(question, grounding.answer, self.video, keyframes=list(self.keyframe_indices), trace=trace, mode=mode)
         if not grounding.prompts:
             return reply, {}
-        frames = list(self.backend.tracker.track(self.video, grounding.prompts, self.keyframes))
-        keyframe_masks = {f.frame_index: f.masks for f in frames if f.frame_index in self.keyframes}
+        frames, keyframe_masks = [], {}
+        tracked = self.backend.tracker.track(self.video, grounding.prompts, self.keyframes)
+        for frame in self._tracked(tracked, len(self.video), "track"):
+            frames.append({i: encode_rle(m) for i, m in frame.masks.items()})
+            if frame.frame_index in self.keyframes:
+                keyframe_masks[frame.frame_index] = frame.masks
         ids = self._stable_ids(keyframe_masks)
-        for frame in frames:
-            reply.add_frame({ids[i]: m for i, m in frame.masks.items()})
+        reply._rle = [{ids[i]: rle for i, rle in masks.items()} for masks in frames]
         reply.objects = {ids[i]: d for i, d in grounding.objects.items()}
+        reply.prompts = [replace(p, object_id=ids[p.object_id]) for p in grounding.prompts]
         trace.append(Step("track", f"tracked {len(ids)} object(s) through {len(frames)} frames", {"ids": ids}))
         return reply, {t: {ids[i]: m for i, m in masks.items()} for t, masks in keyframe_masks.items()}
 
@@ -158,9 +188,112 @@ class Session:
                 trace.append(Step("switch", "the direct answer failed verification: reasoning"))
                 reply = self._reasoning(question, trace, max_retries)
         trace.append(Step("answer", reply.answer))
-        for frame in self.keyframe_indices if reply.has_masks else []:
-            for object_id, mask in reply.masks(frame).items():
-                self._known.setdefault(object_id, {})[frame] = encode_rle(mask)
+        self._keep(reply)
         self.history += [Turn("user", question), Turn("assistant", reply.answer)]
+        self.replies.append(reply)
+        return reply
+
+    def _keep(self, reply: Reply) -> None:
+        """The reply's objects join the session's; an object a person corrected keeps its masks."""
+        for object_id, description in reply.objects.items():
+            known = self.objects.objects.get(object_id)
+            if known is not None and known.corrected:
+                reply.trace.append(Step("keep", f"object {object_id} keeps the masks you corrected", {"object": object_id}))
+                for masks, stored in zip(reply._rle, self.objects.frames):
+                    masks[object_id] = stored[object_id]
+                continue
+            prompts = {p.frame_index: p for p in reply.prompts if p.object_id == object_id}
+            self.objects.objects[object_id] = SessionObject(object_id, description, prompts)
+            for masks, stored in zip(reply._rle, self.objects.frames):
+                stored[object_id] = masks[object_id]
+
+    # --- a person's prompts ------------------------------------------------------------------
+    def add_points(self, frame: int, points: Sequence, labels: Sequence[int] | None = None, object_id: int | None = None) -> Reply:
+        """Clicks (x, y) on a frame; labels 1 (on the object, the default) or 0 (not on it). A new object
+        when `object_id` is None, else a correction of that object (its mask there is refined)."""
+        frame = check_frame(frame, len(self.video))
+        points, labels = check_points(points, labels, self.video.size)
+        if object_id is None and POSITIVE not in labels:
+            raise UserError("a new object needs at least one positive click (label 1) on it")
+        clicks = ", ".join(f"{'+' if label else '-'}({x:g}, {y:g})" for (x, y), label in zip(points, labels))
+        return self._prompt(frame, object_id, f"clicks {clicks}", points=points, point_labels=labels)
+
+    def add_box(self, frame: int, box: Sequence[float], object_id: int | None = None) -> Reply:
+        """A box (x0, y0, x1, y1) around the object on a frame: a new object, or a correction."""
+        frame = check_frame(frame, len(self.video))
+        box = check_box(box, self.video.size)
+        return self._prompt(frame, object_id, "box ({:g}, {:g}, {:g}, {:g})".format(*box), box=box)
+
+    def add_mask(self, frame: int, mask: Any, object_id: int | None = None) -> Reply:
+        """The object's mask on a frame (bool, frame size): a new object, or a correction."""
+        frame = check_frame(frame, len(self.video))
+        mask = check_mask(mask, self.video.size)
+        return self._prompt(frame, object_id, f"mask of {int(mask.sum())} pixels", mask=mask)
+
+    def remove(self, object_id: int) -> Reply:
+        """Forget an object: its masks and prompts."""
+        removed = self.objects.remove(object_id)
+        text = f"removed object {object_id} ({removed.description})"
+        return self._state_reply(f"remove object {object_id}", text, [Step("remove", text, {"object": object_id})])
+
+    def _prompt(self, frame: int, object_id: int | None, what: str, **given: Any) -> Reply:
+        new = object_id is None
+        if new:
+            object_id = self.objects.next_id()
+            obj = self.objects.objects[object_id] = SessionObject(object_id, f"{what.split(' ')[0]} on frame {frame}")
+            prompt = ObjectPrompt(object_id, frame, **given)
+        else:
+            obj = self.objects.get(object_id)
+            prompt = self._correction(obj, frame, given)
+        obj.prompts[frame] = prompt
+        obj.corrected = True
+        backward, forward = self.objects.window(object_id, frame)
+        earliest = self._retrack(prompt, backward, forward)
+        span = f"{earliest}–{forward[-1]}"
+        text = f"{'added object' if new else 'corrected object'} {object_id} with {what} on frame {frame}; re-tracked frames {span}"
+        step = Step("add" if new else "correct", text, {"object": object_id, "frame": frame, "frames": [earliest, forward[-1]]})
+        return self._state_reply(f"{what} on frame {frame}", text, [step])
+
+    def _correction(self, obj: SessionObject, frame: int, given: dict) -> ObjectPrompt:
+        """What the object's prompt on `frame` becomes: a mask replaces it; clicks join the grounder's
+        prompt and earlier clicks there, and refine the object's current mask; a box replaces the box."""
+        if "mask" in given:
+            return ObjectPrompt(obj.object_id, frame, label=obj.label, **given)
+        prompt = replace(obj.prompts.get(frame) or ObjectPrompt(obj.object_id, frame, label=obj.label))
+        if "box" in given:
+            prompt.box, prompt.mask = given["box"], None
+        else:
+            prompt.points = [*(prompt.points or []), *given["points"]]
+            prompt.point_labels = [*(prompt.point_labels or []), *given["point_labels"]]
+            current = self.objects.mask(obj.object_id, frame)
+            prompt.mask = current if current is not None and current.any() else prompt.mask
+        return prompt
+
+    def _retrack(self, prompt: ObjectPrompt, backward: range, forward: range) -> int:
+        """Track one object from its prompted frame over each range (a span of the video of its own).
+        Returns the earliest frame whose mask changed."""
+        earliest = forward.start
+        for indices in [forward] + ([backward] if len(backward) > 1 else []):
+            keyframes = {0: self.keyframes[indices[0]]} if indices[0] in self.keyframes else {}
+            frames = self.backend.tracker.track(self.video.span(indices), [prompt.at(0)], keyframes)
+            if indices is backward:
+                next(frames)  # the prompted frame itself came with the forward range
+            masks = [encode_rle(frame.masks[prompt.object_id]) for frame in self._tracked(frames, len(indices) - (indices is backward), "re-track")]
+            if indices is forward:
+                for t, rle in zip(forward, masks):
+                    self.objects.frames[t][prompt.object_id] = rle
+            elif backward.stop < 0:  # no earlier prompt: the new track reaches frame 0
+                for t, rle in zip(backward[1:], masks):
+                    self.objects.frames[t][prompt.object_id] = rle
+                earliest = 0
+            else:
+                earliest = self.objects.stitch(prompt.object_id, backward[1:], masks)
+        return earliest
+
+    def _state_reply(self, question: str, answer: str, trace: list[Step]) -> Reply:
+        """Every object of the session, as it stands now."""
+        objects = {i: o.description for i, o in sorted(self.objects.objects.items())}
+        reply = Reply(question, answer, self.video, objects=objects, keyframes=list(self.keyframe_indices), trace=trace, mode="prompt")
+        reply._rle = self.objects.snapshot(objects)
         self.replies.append(reply)
         return reply

@@ -98,6 +98,10 @@ class _Object:
     motion: float = 0.0  # movement since the last refresh, relative to the object's size
     since_refresh: int = 0
     lost_since: int | None = None  # frame where it was lost (left the frame, hidden)
+    negatives: list[tuple[float, float]] = field(default_factory=list)  # a person's "not this" clicks, moved with the flow
+
+    def touches_negative(self) -> bool:
+        return self.mask is not None and any(self.mask[int(y), int(x)] for x, y in self.negatives)
 
     @property
     def start(self) -> int:
@@ -151,12 +155,28 @@ class LiteTracker:
         box, detected = self._anchor(obj, t, image, warped)
         if box is None:
             return warped
-        points, labels = ([interior_point(warped)], [1]) if warped.any() and not detected else (None, None)
-        segment = self.segmenter.segment(embedding, box=box, points=points, labels=labels)
+        points, labels = ([interior_point(warped)], [1]) if warped.any() and not detected else ([], [])
+        points, labels = points + obj.negatives, labels + [0] * len(obj.negatives)
+        segment = self.segmenter.segment(embedding, box=box, points=points or None, labels=labels or None)
         agrees = not warped.any() or mask_iou(segment.mask, warped) >= self.min_agreement
         if segment.score >= self.min_confidence and (agrees or detected):
             return segment.mask
         return warped
+
+    def _class_of(self, mask: np.ndarray, image: Image.Image) -> int | None:
+        """The detector's class for a person's object (the detection its box overlaps best), so that it is
+        re-anchored and found again like a grounded one; None when no detection fits."""
+        if self.detector is None or not mask.any():
+            return None
+        box = box_of(mask)
+        best = max(self.detector.detect(image, 0.1), key=lambda d: box_iou(d.box, box), default=None)
+        return best.class_index if best is not None and box_iou(best.box, box) >= 0.5 else None
+
+    def _carry(self, points: list[tuple[float, float]], flow: np.ndarray) -> list[tuple[float, float]]:
+        """Points moved from the previous frame to this one along the (backward) flow; those that leave drop."""
+        height, width = flow.shape[:2]
+        moved = [(x - flow[int(y), int(x), 0], y - flow[int(y), int(x), 1]) for x, y in points]
+        return [(float(x), float(y)) for x, y in moved if 0 <= x < width and 0 <= y < height]
 
     def _from_prompt(self, prompt: ObjectPrompt, image: Image.Image, embedding) -> np.ndarray:
         """The mask a person's prompt gives on its frame."""
@@ -233,9 +253,11 @@ class LiteTracker:
                 if obj.mask is not None and flow is not None and obj.mask.any():
                     shift = float(np.linalg.norm(flow[obj.mask], axis=1).mean())
                     obj.motion += shift / max(np.sqrt(obj.mask.sum()), 1.0)
+                if flow is not None and obj.negatives:
+                    obj.negatives = self._carry(obj.negatives, flow)
                 obj.since_refresh += 1
             due = {o.object_id for o in active if o.mask is None or t in o.given or (o.lost_since is None and (
-                   t in o.boxes or o.motion > self.motion_budget or o.since_refresh >= self.max_gap))}
+                   t in o.boxes or o.motion > self.motion_budget or o.since_refresh >= self.max_gap or o.touches_negative()))}
             refresh = bool(due)
             embedding = self.segmenter.embed(image) if refresh and active else None
             if embedding is not None:
@@ -248,6 +270,9 @@ class LiteTracker:
                 if obj.mask is None or t in obj.given:  # a first or a person's prompt sets the mask
                     if t in obj.given:
                         obj.mask = self._from_prompt(obj.given[t], image, embedding)
+                        clicks = zip(obj.given[t].points or [], obj.given[t].point_labels or [])
+                        obj.negatives = [point for point, label in clicks if label == 0]
+                        obj.class_index = self._class_of(obj.mask, image) if obj.class_index is None else obj.class_index
                     else:  # the grounder's box
                         obj.mask = self.segmenter.segment(embedding, box=expand_box(obj.boxes[t], 0.1, image.size)).mask
                     obj.appearance = colour_histogram(pixels, obj.mask)
