@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 from agent.assistant.session import Session
+from agent.errors import UserError
 
 
 class ClickEditor:
@@ -28,6 +29,7 @@ class ClickEditor:
         self.widget = widgets.VBox([widgets.HBox([self.frame, self.target]), self.sign, self.image, self.status])
         self.reply = session.replies[-1] if session.replies else None
         self.draw()
+        self.target.value = min(session.objects.objects, default=None)  # the first object until told otherwise
 
     def _refresh_targets(self) -> None:
         options = [("new", None)] + [(f"#{i} {o.description}", i) for i, o in sorted(self.session.objects.objects.items())]
@@ -46,7 +48,11 @@ class ClickEditor:
     def click(self, x: float, y: float):
         """What a click on the shown frame does (also callable from code): the session's reply."""
         self.status.value = "re-tracking…"
-        self.reply = self.session.add_points(self.frame.value, [(x, y)], [self.sign.value], self.target.value)
+        try:
+            self.reply = self.session.add_points(self.frame.value, [(x, y)], [self.sign.value], self.target.value)
+        except UserError as error:  # a bad click is a message in the widget, not a traceback
+            self.status.value = f"<b>{error}</b>"
+            return None
         self.status.value = self.reply.answer
         self.draw()
         return self.reply
