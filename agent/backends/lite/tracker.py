@@ -233,9 +233,9 @@ class LiteTracker:
         objects: dict[int, _Object] = {}
         for prompt in prompts:
             obj = objects.setdefault(prompt.object_id, _Object(prompt.object_id, {}))
+            obj.class_index = CLASS_INDEX.get(prompt.label, obj.class_index)
             if is_detection(prompt):
                 obj.boxes[prompt.frame_index] = prompt.box
-                obj.class_index = CLASS_INDEX.get(prompt.label, obj.class_index)
             else:
                 obj.given[prompt.frame_index] = prompt
         self._size = video.size
