@@ -4,6 +4,8 @@ circle on frame 0 and a click adds the blue square on frame 12; both are tracked
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 from PIL import Image, ImageDraw
 
 from agent.assistant import Assistant
@@ -24,7 +26,15 @@ def main() -> None:
     tiles = []
     for t in (0, 8, 12, 23):
         tile = reply.overlay(t)
-        ImageDraw.Draw(tile).text((6, 6), f"frame {t}", fill=(255, 255, 255))
+        draw = ImageDraw.Draw(tile)
+        for object_id, mask in reply.masks(t).items():  # outlines and ids, so the masks read on flat colours
+            contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            for contour in contours:
+                draw.line([tuple(p) for p in contour[:, 0]] + [tuple(contour[0, 0])], fill=(255, 255, 255), width=2)
+            if mask.any():
+                ys, xs = mask.nonzero()
+                draw.text((int(xs.max()) + 4, int(ys.min())), f"#{object_id}", fill=(255, 255, 255))
+        draw.text((6, 6), f"frame {t}", fill=(255, 255, 255))
         tiles.append(tile)
     figure = Image.new("RGB", (sum(t.width for t in tiles) + 6 * (len(tiles) - 1), tiles[0].height), (255, 255, 255))
     for i, tile in enumerate(tiles):

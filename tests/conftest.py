@@ -37,6 +37,25 @@ def qwen25_fixture() -> Path:
     return QWEN25_FIXTURE
 
 
+@pytest.fixture
+def frames_dir(tmp_path):
+    """A tiny video: three 16×12 frames in a folder."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (16, 12), (i * 50, 0, 0)).save(folder / f"{i:05d}.png")
+    return folder
+
+
+def run_cli(capsys, *args):
+    """`rvos ARGS` in this process: (exit code, stdout, stderr)."""
+    from agent.cli import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def encode_video(frames_dir: Path, path: Path, codec: str, fps: int = 24, limit: int | None = None,
                  keyframe_every: int | None = None) -> int:
     """Encode a folder of frames into a video file with PyAV; returns the frame count."""

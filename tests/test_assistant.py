@@ -169,3 +169,20 @@ def test_chat_loop_without_a_terminal(sa2va, tmp_path):
     assert printed[0].startswith("rvos> Sure, [SEG].") and printed[1] == "(conversation reset)"
     assert printed[2].startswith("rvos> error: /save DIR") and printed[3].startswith("rvos> error: /mode takes")
     assert len(printed) == 4 and session.history == []
+
+
+def test_chat_takes_clicks_boxes_and_removals(sa2va):
+    assistant, session = sa2va
+    session.reset()
+    assistant.backend.grounder.teacher = {"segment": "Sure, [SEG]."}
+    printed = []
+    lines = ["the red square", "/point 40,30,-@5 1", "/box 10,10,50,40@3", "/objects", "/remove 2",
+             "/point 500,10", "/point 5,5@1 5,6@2", "/remove x", "/box 1,2,3"]
+    run_chat(session, mode="direct", lines=lines, out=printed.append)
+    assert printed[1].startswith("rvos> corrected object 1 with clicks -(40, 30) on frame 5")
+    assert printed[2].startswith("rvos> added object 2 with box (10, 10, 50, 40) on frame 3") and "#2 box on frame 3" in printed[2]
+    assert "#1" in printed[3] and "#2" in printed[3]
+    assert printed[4].startswith("rvos> removed object 2") and "#2" not in printed[4]
+    assert "outside the 96x80 frame" in printed[5] and "one frame at a time" in printed[6]
+    assert printed[7].startswith("rvos> error: /remove ID") and printed[8].startswith("rvos> error: --box '1,2,3'")
+    assert sorted(session.objects.objects) == [1]

@@ -5,26 +5,11 @@ import sys
 from fractions import Fraction
 
 import pytest
-from PIL import Image
 
 from agent import __version__
 from agent.backends.sa2va import checkpoint
 from agent.cli import main
-
-
-@pytest.fixture
-def frames_dir(tmp_path):
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i in range(3):
-        Image.new("RGB", (16, 12), (i * 50, 0, 0)).save(folder / f"{i:05d}.png")
-    return folder
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from conftest import run_cli
 
 
 def empty_video(path):

@@ -63,6 +63,7 @@ def test_negative_clicks_on_the_trunk_raise_j_on_libby(lite_assistant, refdavis)
         unchanged = [t for t in range(len(truth)) if not low <= t <= high]
         assert all(np.array_equal(reply.masks(t)[1], first.masks(t)[1]) for t in unchanged)  # nothing else re-tracked
         gains.append(j_per_frame(reply, truth)[low : high + 1].mean() - before[low : high + 1].mean())
+        print(f"libby: a negative click on frame {frame} changes frames {low}-{high}: J {gains[-1]:+.3f}")
     assert np.mean(gains) > 0.03, gains
 
 
@@ -76,6 +77,8 @@ def test_a_positive_click_adds_the_swans_neck(lite_assistant, refdavis):
     assert low == 0 and high > 0
     assert reply.masks(0)[1][missed].mean() > 0.5 > first.masks(0)[1][missed].mean()  # the neck is in now
     before, after = j_per_frame(first, truth), j_per_frame(reply, truth)
+    print(f"blackswan: a click on the neck: J on frame 0 {before[0]:.3f} → {after[0]:.3f}, frames {low}-{high} "
+          f"{before[low : high + 1].mean():.3f} → {after[low : high + 1].mean():.3f}")
     assert after[0] > before[0] + 0.05
     assert after[low : high + 1].mean() > before[low : high + 1].mean() + 0.02
 

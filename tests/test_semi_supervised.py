@@ -5,27 +5,11 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from agent.cli import main
+from conftest import run_cli
 from agent.evaluation.metrics import region_similarity
 from agent.grounder.visual import command_line_prompts, parse_point
 from agent.writers import read_palette_png, save_palette_png
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture
-def frames_dir(tmp_path):
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i in range(3):
-        Image.new("RGB", (16, 12), (i * 50, 0, 0)).save(folder / f"{i:05d}.png")
-    return folder
 
 
 def test_command_line_prompts_parse_into_objects(tmp_path):

@@ -34,6 +34,7 @@ Progress = Union[bool, Callable[[int, int, str], None]]
 
 MODES = ("auto", "direct", "reasoning")
 SAME_OBJECT_IOU = 0.5  # mean keyframe IoU above which a new mask is an earlier turn's object
+MEET_IOU = 0.9  # a re-track going back towards an earlier prompt stops where it agrees this well with the old track
 
 
 class Assistant:
@@ -271,24 +272,32 @@ class Session:
 
     def _retrack(self, prompt: ObjectPrompt, backward: range, forward: range) -> int:
         """Track one object from its prompted frame over each range (a span of the video of its own).
-        Returns the earliest frame whose mask changed."""
-        earliest = forward.start
-        for indices in [forward] + ([backward] if len(backward) > 1 else []):
-            keyframes = {0: self.keyframes[indices[0]]} if indices[0] in self.keyframes else {}
-            frames = self.backend.tracker.track(self.video.span(indices), [prompt.at(0)], keyframes)
-            if indices is backward:
-                next(frames)  # the prompted frame itself came with the forward range
-            masks = [encode_rle(frame.masks[prompt.object_id]) for frame in self._tracked(frames, len(indices) - (indices is backward), "re-track")]
-            if indices is forward:
-                for t, rle in zip(forward, masks):
-                    self.objects.frames[t][prompt.object_id] = rle
-            elif backward.stop < 0:  # no earlier prompt: the new track reaches frame 0
-                for t, rle in zip(backward[1:], masks):
-                    self.objects.frames[t][prompt.object_id] = rle
-                earliest = 0
-            else:
-                earliest = self.objects.stitch(prompt.object_id, backward[1:], masks)
-        return earliest
+        Going back towards an earlier prompt stops once the new track meets the old one. Returns the
+        earliest frame whose mask changed."""
+        store, object_id = self.objects, prompt.object_id
+        for t, frame in zip(forward, self._span_masks(prompt, forward)):
+            store.frames[t][object_id] = encode_rle(frame)
+        if len(backward) < 2:
+            return forward.start
+        back = self._span_masks(prompt, backward)
+        next(back)  # the prompted frame itself came with the forward range
+        if backward.stop < 0:  # no earlier prompt: the new track reaches frame 0
+            for t, frame in zip(backward[1:], back):
+                store.frames[t][object_id] = encode_rle(frame)
+            return 0
+        masks = []
+        for t, frame in zip(backward[1:], back):
+            masks.append(encode_rle(frame))
+            old = store.mask(object_id, t)
+            if old is not None and np.count_nonzero(old & frame) >= MEET_IOU * np.count_nonzero(old | frame) > 0:
+                break  # from here back the two tracks are the same
+        return store.stitch(object_id, backward[1 : len(masks) + 1], masks)
+
+    def _span_masks(self, prompt: ObjectPrompt, indices: range) -> Iterator[np.ndarray]:
+        keyframes = {0: self.keyframes[indices[0]]} if indices[0] in self.keyframes else {}
+        frames = self.backend.tracker.track(self.video.span(indices), [prompt.at(0)], keyframes)
+        for frame in self._tracked(frames, len(indices), "re-track"):
+            yield frame.masks[prompt.object_id]
 
     def _state_reply(self, question: str, answer: str, trace: list[Step]) -> Reply:
         """Every object of the session, as it stands now."""
