@@ -110,9 +110,10 @@ def _segment(args: argparse.Namespace) -> int:
     from agent.writers.output import check_output_folder
 
     # Cheap checks first: bad input must not wait for a model to load.
-    visual = args.mask or args.box or args.point
-    if args.instruction is not None or not visual:
-        check_instruction(args.instruction or "")
+    if args.instruction is None and not (args.mask or args.box or args.point):
+        raise UserError('say what to segment: an instruction ("the dog on the left") or a visual prompt (--mask, --box, --point)')
+    if args.instruction is not None:
+        check_instruction(args.instruction)
     source = VideoSource.open(args.video)
     prompts = command_line_prompts(len(source), source.size, args.point, args.box, args.mask)
     check_output_folder(Path(args.out), args.overwrite)

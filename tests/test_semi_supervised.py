@@ -38,7 +38,7 @@ def test_command_line_prompts_parse_into_objects(tmp_path):
     (["--mask", "MISSING"], "not found"),
     (["--mask", "WRONGSIZE"], "the video is 16x12"),
     (["--mask", "EMPTY"], "empty"),
-    ([], "the instruction is empty"),
+    ([], "an instruction (\"the dog on the left\") or a visual prompt"),
 ])
 def test_bad_visual_prompts_exit_2_with_one_line_and_write_nothing(capsys, tmp_path, frames_dir, options, message):
     save_palette_png(tmp_path / "wrong.png", np.ones((10, 10), np.uint8))
