@@ -29,9 +29,6 @@ class ObjectStore:
         self.objects: dict[int, SessionObject] = {}
         self.frames: list[dict[int, dict]] = [{} for _ in range(num_frames)]  # per frame: object id → RLE
 
-    def __contains__(self, object_id: int) -> bool:
-        return object_id in self.objects
-
     def get(self, object_id: int) -> SessionObject:
         if object_id not in self.objects:
             known = ", ".join(str(i) for i in sorted(self.objects)) or "none yet"

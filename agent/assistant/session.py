@@ -80,12 +80,14 @@ class Session:
         """The tracker's frames, with progress shown as they come."""
         report = self.progress if callable(self.progress) else None
         bar = tqdm(total=total, unit="frame", desc=what, leave=False, disable=report is not None or not self.progress)
-        for done, frame in enumerate(frames, 1):
-            bar.update()
-            if report:
-                report(done, total, what)
-            yield frame
-        bar.close()
+        try:
+            for done, frame in enumerate(frames, 1):
+                bar.update()
+                if report:
+                    report(done, total, what)
+                yield frame
+        finally:  # also when the consumer stops early
+            bar.close()
 
     # --- the steps -------------------------------------------------------------------------
     def _stable_ids(self, keyframe_masks: dict[int, dict[int, np.ndarray]]) -> dict[int, int]:

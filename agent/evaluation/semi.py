@@ -14,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from agent.errors import UserError
@@ -38,7 +39,7 @@ def first_annotation(video: VideoSource, annotations: Path) -> list[ObjectPrompt
         path = annotations / f"{name}.png"
         if path.is_file():
             ids = read_palette_png(path)
-            prompts = [ObjectPrompt(int(i), index, mask=ids == i) for i in sorted(set(ids.flat) - {0, 255})]
+            prompts = [ObjectPrompt(int(i), index, mask=ids == i) for i in np.unique(ids) if i not in (0, 255)]
             if prompts:
                 return prompts
     raise UserError(f"{annotations} has no annotated frame with an object; the semi-supervised protocol needs one")

