@@ -91,6 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=112, help="frame width and height")
     synth.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    serve = sub.add_parser("serve", help="a web page to talk to videos, look at the masks and correct them (one model, many browsers)")
+    _add_backend_options(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --auth)")
+    serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    serve.add_argument("--concurrency", type=int, default=2, help="jobs in progress at a time; the model itself runs one at a time (default 2)")
+    serve.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this login (or set $RVOS_SERVE_AUTH)")
+    serve.add_argument("--max-upload-mb", type=float, default=200, help="largest upload in MB (default 200)")
+    serve.add_argument("--max-frames", type=int, default=3000, help="longest video in frames (default 3000)")
+    serve.add_argument("--max-side", type=int, default=4096, help="largest frame side in pixels (default 4096)")
+    serve.add_argument("--idle-minutes", type=float, default=60, help="a browser session idle this long is closed and its files removed (default 60)")
+    serve.add_argument("--examples", metavar="DIR", help="example videos (DATASET/JPEGImages/VIDEO frame folders, video files); default: ../shared/data when present")
+    serve.add_argument("--debug", action="store_true", help="show tracebacks")
+
     backends = sub.add_parser("backends", help="list backends and whether each can run here")
     backends.add_argument("--model", help="check this model for backends that take one")
     backends.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -217,6 +230,17 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from agent.serve.server import ServeOptions, serve
+    from agent.serve.workspace import Limits
+
+    limits = Limits(max_upload_mb=args.max_upload_mb, max_frames=args.max_frames, max_side=args.max_side)
+    options = ServeOptions(args.backend, args.model, args.device, args.host, args.port, args.concurrency, args.auth, limits,
+                           args.idle_minutes, args.examples)
+    serve(options, _backend_options(args))
+    return 0
+
+
 def _backends(args: argparse.Namespace) -> int:
     from agent.backends import backend_specs
 
@@ -231,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"segment": _segment, "chat": _chat, "score": _score, "eval": _eval, "weights": _weights, "backends": _backends,
-                    "train": _train, "synth": _synth}
+                    "train": _train, "synth": _synth, "serve": _serve}
         return commands[args.command](args)
     except UserError as exc:
         if args.debug:

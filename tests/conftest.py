@@ -37,6 +37,24 @@ def qwen25_fixture() -> Path:
     return QWEN25_FIXTURE
 
 
+@pytest.fixture(scope="session")
+def lite_assistant():
+    from agent.assistant import Assistant
+    from agent.backends.lite import weights
+
+    if weights.unavailable_reason():
+        pytest.fail("lite weights missing; `make test` fetches them")
+    return Assistant.load("lite")
+
+
+@pytest.fixture(scope="session")
+def swan_clip(refdavis, tmp_path_factory) -> Path:
+    """The first 20 frames of blackswan as an H.264 mp4 (24 fps): what a person would upload."""
+    path = tmp_path_factory.mktemp("clips") / "swan.mp4"
+    encode_video(refdavis / "JPEGImages" / "blackswan", path, "libx264", limit=20)
+    return path
+
+
 @pytest.fixture
 def frames_dir(tmp_path):
     """A tiny video: three 16×12 frames in a folder."""

@@ -29,15 +29,6 @@ def largest_region(mask):
     return labels == 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax()) if count > 1 else mask
 
 
-@pytest.fixture(scope="module")
-def lite_assistant():
-    from agent.backends.lite import weights
-
-    if weights.unavailable_reason():
-        pytest.fail("lite weights missing; `make test` fetches them")
-    return Assistant.load("lite")
-
-
 def test_negative_clicks_on_the_trunk_raise_j_on_libby(lite_assistant, refdavis):
     """The dog runs behind a trunk and the mask slides onto it. Where the mask still holds some of the dog
     but mostly something else, a user clicks "not this" on the largest wrongly covered region (four such

@@ -3,7 +3,7 @@ per frame) and its mask on every frame, held as RLE."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -18,6 +18,7 @@ class SessionObject:
     description: str
     prompts: dict[int, ObjectPrompt] = field(default_factory=dict)  # frame → everything said about it there
     corrected: bool = False  # a person prompted it: a later grounding does not overwrite its masks
+    named: bool = False  # a person named it: a later grounding keeps the name
 
     @property
     def label(self) -> str | None:
@@ -76,6 +77,13 @@ class ObjectStore:
         for t, rle in zip(frames[: switch + 1], new):
             self.frames[t][object_id] = rle
         return frames[switch] if new else frames.start + 1
+
+    def copy(self) -> ObjectStore:
+        """A copy to go back to when a change does not finish (RLE is shared: it is never changed in place)."""
+        other = ObjectStore(0)
+        other.objects = {i: replace(o, prompts=dict(o.prompts)) for i, o in self.objects.items()}
+        other.frames = [dict(frame) for frame in self.frames]
+        return other
 
     def snapshot(self, object_ids) -> list[dict[int, dict]]:
         """Per frame: these objects' RLE (the dicts are shared, not copied: RLE is never changed in place)."""

@@ -23,7 +23,7 @@ from agent.writers.rle import decode_rle, encode_rle
 class Step:
     """One step of the agent's work, for the reply's trace."""
 
-    kind: str  # reason, ground, track, verify, retry, switch, answer; add, correct, remove, keep
+    kind: str  # reason, ground, track, verify, retry, switch, answer; add, correct, remove, rename, keep
     text: str
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -71,8 +71,8 @@ class Reply:
         width, height = self.video.size
         return draw_overlay(self.video.frame(frame), label_map(self.masks(frame), (height, width)))
 
-    def save(self, out: Path | str, overwrite: bool = False, overlay: bool = True) -> Path:
-        """Write masks/, result.json and overlay.mp4 as `rvos segment` does."""
+    def save(self, out: Path | str, overwrite: bool = False, overlay: bool = True, meta: dict | None = None) -> Path:
+        """Write masks/, result.json and overlay.mp4 as `rvos segment` does (`meta`: more for result.json)."""
         from agent.writers.output import SegmentationWriter
 
         with SegmentationWriter(out, self.video, self.question, overwrite=overwrite, overlay=overlay) as writer:
@@ -83,7 +83,7 @@ class Reply:
                 "instruction": self.question, "answer": self.answer, "mode": self.mode, "keyframes": self.keyframes,
                 "objects": [{"id": i, "produced_by": d} for i, d in sorted(self.objects.items())],
                 "trace": [{"step": s.kind, "text": s.text} for s in self.trace],
-            }
+            } | (meta or {})
             return writer.finish(meta)
 
     def __str__(self) -> str:

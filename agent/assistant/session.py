@@ -206,7 +206,8 @@ class Session:
                     masks[object_id] = stored[object_id]
                 continue
             prompts = {p.frame_index: p for p in reply.prompts if p.object_id == object_id}
-            self.objects.objects[object_id] = SessionObject(object_id, description, prompts)
+            named = known is not None and known.named
+            self.objects.objects[object_id] = SessionObject(object_id, known.description if named else description, prompts, named=named)
             for masks, stored in zip(reply._rle, self.objects.frames):
                 stored[object_id] = masks[object_id]
 
@@ -239,7 +240,25 @@ class Session:
         text = f"removed object {object_id} ({removed.description})"
         return self._state_reply(f"remove object {object_id}", text, [Step("remove", text, {"object": object_id})])
 
+    def rename(self, object_id: int, description: str) -> Reply:
+        """Call an object something else (what lists and saved results show)."""
+        obj = self.objects.get(object_id)
+        description = " ".join(str(description).split())
+        if not description:
+            raise UserError("give the object a name that is not empty")
+        old, obj.description, obj.named = obj.description, description, True
+        text = f"renamed object {object_id} from {old!r} to {description!r}"
+        return self._state_reply(f"rename object {object_id}", text, [Step("rename", text, {"object": object_id})])
+
     def _prompt(self, frame: int, object_id: int | None, what: str, **given: Any) -> Reply:
+        before = self.objects.copy()
+        try:
+            return self._apply_prompt(frame, object_id, what, given)
+        except BaseException:  # an error or a cancelled re-track leaves the objects as they were
+            self.objects = before
+            raise
+
+    def _apply_prompt(self, frame: int, object_id: int | None, what: str, given: dict) -> Reply:
         new = object_id is None
         if new:
             object_id = self.objects.next_id()
@@ -301,10 +320,14 @@ class Session:
         for frame in self._tracked(frames, len(indices), "re-track"):
             yield frame.masks[prompt.object_id]
 
-    def _state_reply(self, question: str, answer: str, trace: list[Step]) -> Reply:
-        """Every object of the session, as it stands now."""
+    def state(self, question: str = "", answer: str = "", trace: Sequence[Step] = ()) -> Reply:
+        """Every object of the session as it stands now (masks, names), as a reply to save or show."""
         objects = {i: o.description for i, o in sorted(self.objects.objects.items())}
-        reply = Reply(question, answer, self.video, objects=objects, keyframes=list(self.keyframe_indices), trace=trace, mode="prompt")
+        reply = Reply(question, answer, self.video, objects=objects, keyframes=list(self.keyframe_indices), trace=list(trace), mode="prompt")
         reply._rle = self.objects.snapshot(objects)
+        return reply
+
+    def _state_reply(self, question: str, answer: str, trace: list[Step]) -> Reply:
+        reply = self.state(question, answer, trace)
         self.replies.append(reply)
         return reply

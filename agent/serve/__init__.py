@@ -1,0 +1,1 @@
+"""`rvos serve`: the web page over the session API."""
