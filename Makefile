@@ -8,7 +8,7 @@ VIDEO ?= $(if $(wildcard $(SHARED)),$(SHARED),)
 TEXT ?= a black feathered swan
 OUT ?= demo-out
 
-.PHONY: install weights test demo clean
+.PHONY: install weights browser test demo serve clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,21 @@ install: $(STAMP)
 weights: install
 	$(VENV)/bin/rvos weights fetch lite
 
-test: weights
+# Headless Chromium for the browser tests: Debian's packages, installed when we are root; elsewhere
+# those tests skip and say how to get it (CI makes that skip a failure).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and chromium-driver (Debian) for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "no headless Chromium here and not root: the browser tests will skip (apt-get install chromium chromium-driver)"; fi
+
+test: weights browser
 	$(PY) -m pytest -q
+
+# The web page on the offline backend: http://127.0.0.1:7860
+serve: weights
+	$(VENV)/bin/rvos serve --backend lite
 
 demo: weights
 	@test -n "$(VIDEO)" || { echo "make demo: no sample video here; run: make demo VIDEO=path/to/video TEXT='the object'"; exit 2; }

@@ -14,3 +14,4 @@ $PY benchmarks/tiny_sam2_selection.py --pair --foreground-steps 0 --steps 1500
 $PY benchmarks/tiny_sam2_selection.py --contrasts colour --foreground-steps 0 --steps 1500
 $PY benchmarks/tiny_sam2_selection.py --pair --contrasts colour --foreground-steps 0 --steps 1500
 $PY benchmarks/correction_time.py
+$PY benchmarks/serve_load.py --clients 1 2 4
