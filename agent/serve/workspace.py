@@ -156,7 +156,8 @@ class Workspace:
         """Write the objects as they stand: masks/, result.json, overlay.mp4 (as `rvos segment` does),
         and their zip. Each render gets new names, so a browser never shows a stale cached copy."""
         session = self.opened
-        last = session.replies[-1] if session.replies else None
+        asked = [reply for reply in session.replies if reply.mode != "prompt"]
+        last = asked[-1] if asked else None  # the overlay's caption is the last question asked
         state = session.state(last.question if last else "", last.answer if last else "", last.trace if last else ())
         folder = self._fresh("result")
         written = state.save(folder / "rvos-result", overwrite=True, meta=dict(meta or {}))
