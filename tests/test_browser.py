@@ -47,17 +47,18 @@ def free_port() -> int:
 def server(browser_ready, refdavis, tmp_path_factory):
     """The app on the lite backend, on a free local port, with a login and the shared videos as examples."""
     port, log = free_port(), tmp_path_factory.mktemp("server") / "serve.log"
+    workspaces = tmp_path_factory.mktemp("workspaces")  # the server's temporary folder: each browser's files
     command = [sys.executable, "-m", "agent", "serve", "--backend", "lite", "--port", str(port), "--auth", f"{USER}:{PASSWORD}",
                "--examples", str(refdavis.parent), "--concurrency", "2"]
     with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ | {"TMPDIR": str(workspaces)})
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and "Running on" not in log.read_text():
         if process.poll() is not None:
             pytest.fail(f"rvos serve exited with {process.returncode}:\n{log.read_text()}")
         time.sleep(0.5)
-    yield url
+    yield url, workspaces
     process.terminate()
     process.wait(timeout=30)
 
@@ -147,7 +148,7 @@ class Page:
 
 @pytest.fixture
 def page(server, tmp_path):
-    opened = Page(server, tmp_path / "downloads")
+    opened = Page(server[0], tmp_path / "downloads")
     yield opened
     opened.close()
 
@@ -194,25 +195,31 @@ def test_upload_ask_watch_click_download(page, swan_clip, refdavis, tmp_path):
 
 
 def test_two_browsers_keep_their_own_state(server, swan_clip, refdavis, tmp_path):
-    first, second = Page(server, tmp_path / "a"), Page(server, tmp_path / "b")
+    first, second = Page(server[0], tmp_path / "a"), Page(server[0], tmp_path / "b")
     try:
         first.upload(swan_clip)
         example = second.find("#example input")[0]
         example.click()
-        example.send_keys("libby")
+        example.send_keys("car-shadow")
         second.status_after(lambda: second.find("li.item")[0].click(), "Opened")  # the one name that matches
-        assert "refdavis-mini3/libby" in second.status()
-        for page, question in ((first, "a black swan"), (second, "a dog")):
+        assert "refdavis-mini3/car-shadow" in second.status()
+        for page, question in ((first, "a black swan"), (second, "a silver car")):
             page.find("#question textarea")[0].send_keys(question)
             page.find("#ask")[0].click()  # both at once
         for page in (first, second):
             page.wait().until(lambda d, p=page: "found" in p.status() or "⚠" in p.status())
-        assert "a black swan" in first.text("#chat") and "a dog" not in first.text("#chat")
-        assert "a dog" in second.text("#chat") and "a black swan" not in second.text("#chat")
-        first_masks, _ = read_zip(first.download(), tmp_path / "first")
+        assert "a black swan" in first.text("#chat") and "a silver car" not in first.text("#chat")
+        assert "a silver car" in second.text("#chat") and "a black swan" not in second.text("#chat")
+        first.find("#name textarea")[0].send_keys("my swan")  # the object the answer found is the chosen one
+        assert "renamed object 1" in first.status_after(lambda: first.find("#rename")[0].click(), "renamed")
+        assert "my swan" in first.text("#objects") and "my swan" not in second.text("#objects")
+        first_masks, first_result = read_zip(first.download(), tmp_path / "first")
+        assert first_result["objects"] == [{"id": 1, "produced_by": "my swan"}]
         second_masks, _ = read_zip(second.download(), tmp_path / "second")
-        assert len(first_masks) == 20 and len(second_masks) == len(list((refdavis / "JPEGImages" / "libby").glob("*.jpg")))
+        assert len(first_masks) == 20 and len(second_masks) == len(list((refdavis / "JPEGImages" / "car-shadow").glob("*.jpg")))
         assert first_masks[0].any() and second_masks[0].any()
+        second.status_after(lambda: second.find("#remove")[0].click(), "removed")
+        assert second.text("#objects") == "No objects yet." and "#1" in first.text("#objects")
     finally:
         first.close()
         second.close()
@@ -240,16 +247,33 @@ def test_without_the_password_nothing_opens(server, tmp_path):
     import urllib.error
     import urllib.request
 
-    stranger = Page(server, tmp_path / "downloads", login=False)
+    url = server[0]
+    stranger = Page(url, tmp_path / "downloads", login=False)
     try:
         stranger.login(USER, "wrong")
         time.sleep(2)
         assert not stranger.find("#upload") and stranger.find("input[type=password]")
     finally:
         stranger.close()
-    for request in (server + "config", urllib.request.Request(server + "gradio_api/call/ask", data=b'{"data": ["a swan", "direct", 0]}',
+    for request in (url + "config", urllib.request.Request(url + "gradio_api/call/ask", data=b'{"data": ["a swan", "direct", 0]}',
                                                                headers={"Content-Type": "application/json"})):
         with pytest.raises(urllib.error.HTTPError) as refused:  # nor does the API
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 401
 
+
+
+def test_closing_the_tab_removes_its_files(server, swan_clip, tmp_path):
+    def workspaces() -> set[Path]:
+        return set(server[1].glob("rvos-serve-*"))
+
+    before = workspaces()
+    visitor = Page(server[0], tmp_path / "downloads")
+    visitor.upload(swan_clip)
+    (mine,) = workspaces() - before
+    assert any(mine.rglob("upload.mp4"))
+    visitor.close()
+    deadline = time.monotonic() + 30
+    while mine.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not mine.exists()

@@ -36,11 +36,28 @@ class App:
     def __init__(self, assistant: Assistant, limits: Limits, examples: Mapping[str, Path], idle_seconds: float):
         self.assistant, self.limits, self.examples, self.idle_seconds = assistant, limits, dict(examples), idle_seconds
         self.model_lock = threading.Lock()  # one model: one job on it at a time (the others wait in line)
+        self.live: dict[str, Workspace] = {}  # browser session → its workspace
         backend = assistant.backend
         self.meta = {"rvos_agent": __version__, "backend": backend.name, "model": backend.model, "device": backend.device}
 
-    def workspace(self, current: Workspace | None) -> Workspace:
-        return current if current is not None else Workspace(self.assistant, self.limits, self.model_lock)
+    def workspace(self, current: Workspace | None, request: gr.Request | None) -> Workspace:
+        ws = current if current is not None else Workspace(self.assistant, self.limits, self.model_lock)
+        if request is not None and request.session_hash:
+            self.live[request.session_hash] = ws  # so that closing the tab can remove its files at once
+        return ws
+
+    def closed(self, request: gr.Request) -> None:
+        """The tab was closed or reloaded: its workspace goes now (gradio would keep its state an hour)."""
+        ws = self.live.pop(request.session_hash, None)
+        if ws is not None:
+            ws.close()
+
+    def expired(self, ws: Workspace | None) -> None:
+        """gradio dropped the state (idle too long, or closed an hour ago)."""
+        if ws is not None:
+            ws.close()
+            for key in [k for k, v in self.live.items() if v is ws]:
+                self.live.pop(key, None)
 
     # --- what every change shows -------------------------------------------------------------
     def view(self, ws: Workspace, status: str, frame: int = 0, target: str = NEW_OBJECT) -> tuple:
@@ -69,29 +86,29 @@ class App:
         return f"Opened **{html.escape(name)}**: {len(video)} frames, {width}×{height}. Ask for an object below."
 
     # --- handlers -----------------------------------------------------------------------------
-    def open_video(self, ws, upload, progress=gr.Progress()):
-        ws = self.workspace(ws)
+    def open_video(self, ws, upload, request: gr.Request, progress=gr.Progress()):
+        ws = self.workspace(ws, request)
         if upload is None:
             raise UserError("choose a video file to upload")
         ws.open_upload(upload)
         return self.view(ws, self.opened_status(ws, Path(upload).name)) + (None,)  # the drop zone is ready for the next
 
-    def open_example(self, ws, name, progress=gr.Progress()):
-        ws = self.workspace(ws)
+    def open_example(self, ws, name, request: gr.Request, progress=gr.Progress()):
+        ws = self.workspace(ws, request)
         if not name:
             return self.view(ws, "Pick an example or upload a video.")
         ws.open_example(name, self.examples)
         return self.view(ws, self.opened_status(ws, name))
 
-    def ask(self, ws, question, mode, frame, progress=gr.Progress()):
-        ws = self.workspace(ws)
+    def ask(self, ws, question, mode, frame, request: gr.Request, progress=gr.Progress()):
+        ws = self.workspace(ws, request)
         reply = ws.ask(question, mode, _reporter(progress))
         ws.render(self.meta)
         shown = max(reply.objects, default=None)
         return self.view(ws, f"{len(reply.objects)} object(s) found.", frame, str(shown) if shown else NEW_OBJECT) + ("",)
 
-    def click(self, ws, frame, kind, target, event: gr.SelectData, progress=gr.Progress()):
-        ws = self.workspace(ws)
+    def click(self, ws, frame, kind, target, event: gr.SelectData, request: gr.Request, progress=gr.Progress()):
+        ws = self.workspace(ws, request)
         x, y = event.index
         object_id = None if target in (None, NEW_OBJECT) else int(target)
         reply = ws.click(int(frame), float(x), float(y), kind == "on the object", object_id, _reporter(progress))
@@ -99,14 +116,14 @@ class App:
         changed = reply.trace[-1].detail.get("object")
         return self.view(ws, reply.answer, frame, str(changed))
 
-    def rename(self, ws, target, name):
-        ws = self.workspace(ws)
+    def rename(self, ws, target, name, frame, request: gr.Request):
+        ws = self.workspace(ws, request)
         reply = ws.rename(_chosen(target), name)
         ws.render(self.meta)
-        return self.view(ws, reply.answer, 0, target)
+        return self.view(ws, reply.answer, frame, target)
 
-    def remove(self, ws, target, frame):
-        ws = self.workspace(ws)
+    def remove(self, ws, target, frame, request: gr.Request):
+        ws = self.workspace(ws, request)
         reply = ws.remove(_chosen(target))
         ws.render(self.meta)
         return self.view(ws, reply.answer, frame)
@@ -171,7 +188,7 @@ CSS = """
 
 def build_app(app: App, concurrency: int) -> gr.Blocks:
     with gr.Blocks(title="rvos", delete_cache=(600, int(app.idle_seconds))) as page:
-        state = gr.State(None, time_to_live=app.idle_seconds, delete_callback=lambda ws: ws.close() if ws else None)
+        state = gr.State(None, time_to_live=app.idle_seconds, delete_callback=app.expired)
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1):
@@ -209,8 +226,9 @@ def build_app(app: App, concurrency: int) -> gr.Blocks:
         ask_button.click(_guarded(app.ask, len(ask_outputs)), asked, ask_outputs, api_name="ask", **work)
         question.submit(_guarded(app.ask, len(ask_outputs)), asked, ask_outputs, api_visibility="private", **work)
         frame_image.select(_guarded(app.click, len(view)), [state, slider, kind, target], view, api_visibility="private", **work)
-        rename_button.click(_guarded(app.rename, len(view)), [state, target, name], view, api_name="rename", **work)
+        rename_button.click(_guarded(app.rename, len(view)), [state, target, name, slider], view, api_name="rename", **work)
         remove_button.click(_guarded(app.remove, len(view)), [state, target, slider], view, api_name="remove", **work)
         slider.change(app.show_frame, [state, slider], frame_image, api_visibility="private", trigger_mode="always_last", **quick)
         stop_button.click(app.stop, [state], status, api_name="stop", **quick)
+        page.unload(app.closed)
     return page
