@@ -13,7 +13,7 @@ from agent.pipeline import segment
 from agent.serve.server import ServeOptions, check_options, find_examples
 from agent.serve.workspace import Cancelled, Limits, Workspace
 from agent.writers import read_palette_png
-from conftest import count_video_frames, run_cli
+from conftest import count_video_frames, encode_video, run_cli
 
 
 def test_a_public_host_needs_authentication(capsys, monkeypatch):
@@ -61,6 +61,16 @@ def test_bad_uploads_and_questions_get_one_clear_message(lite_assistant, swan_cl
     for name in ("../../etc/passwd", "/etc/passwd", "blackswan"):
         with pytest.raises(UserError, match="no example"):
             ws.open_example(name, {"refdavis-mini3/blackswan": swan_clip})
+
+
+@pytest.mark.parametrize("suffix, codec", [(".webm", "libvpx-vp9"), (".mov", "libx264"), (".avi", "mpeg4"), (".mkv", "libx264")])
+def test_every_offered_container_opens(lite_assistant, refdavis, tmp_path, suffix, codec):
+    clip = tmp_path / f"clip{suffix}"
+    encode_video(refdavis / "JPEGImages" / "blackswan", clip, codec, limit=4)
+    ws = new_workspace(lite_assistant)
+    ws.open_upload(clip)
+    assert len(ws.opened.video) == 4 and ws.frame_image(3).size == (854, 480)
+    ws.close()
 
 
 def test_the_download_equals_what_rvos_segment_writes(lite_assistant, swan_clip, tmp_path):
