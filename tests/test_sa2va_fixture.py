@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -25,8 +26,18 @@ CASES = ["one_object", "two_objects"]
 FIXTURE_PIXELS = dict(min_pixels=4 * 28 * 28, max_pixels=16 * 28 * 28)
 
 
+# The three older fixtures' reference outputs were made with SAM 2's exact mean/std: they match those to
+# 0.002–0.04 of the logits and the official code's bfloat16-rounded constants only to 0.5–5.3. The newer
+# fixtures (InternLM2, Sa2VA-i) match the rounded constants (our default, as the official code does).
+EXACT_NORMALISATION = ("sa2va-qwen2_5-vl-tiny", "sa2va-qwen3-vl-tiny", "sa2va-internvl-qwen2-tiny")
+
+
+def fixture_normalisation(folder) -> str:
+    return "float32" if Path(folder).name in EXACT_NORMALISATION else "bfloat16"
+
+
 def load_fixture(folder, checkpoint=None, **options):
-    options = {"keyframe_strategy": "first", **FIXTURE_PIXELS, **options}
+    options = {"keyframe_strategy": "first", "normalisation": fixture_normalisation(folder), **FIXTURE_PIXELS, **options}
     return load_sa2va(str(checkpoint or folder / "checkpoint"), "cpu", sam2_config=folder / "sam2_tiny_test.yaml", **options)
 
 
@@ -48,7 +59,8 @@ def ground_case(backend, folder, case):
 
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
-FAMILY_FIXTURES = {"qwen3_vl": FIXTURES / "sa2va-qwen3-vl-tiny", "internvl": FIXTURES / "sa2va-internvl-qwen2-tiny"}
+FAMILY_FIXTURES = {"qwen3_vl": FIXTURES / "sa2va-qwen3-vl-tiny", "internvl": FIXTURES / "sa2va-internvl-qwen2-tiny",
+                   "internlm2": FIXTURES / "sa2va-internlm2-tiny"}
 
 
 @pytest.fixture(scope="module")
@@ -66,20 +78,27 @@ def family_backends():
     return get
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "internvl"])
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "internvl", "internlm2"])
 @pytest.mark.parametrize("case", CASES)
 def test_fixture_matches_official_outputs(request, family, case):
     if family == "qwen2_5_vl":
         backend, folder = request.getfixturevalue("backend"), request.getfixturevalue("qwen25_fixture")
     else:
         backend, folder = request.getfixturevalue("family_backends")(family)
-    assert backend.grounder.family == family
+    assert backend.grounder.family == ("internvl" if family == "internlm2" else family)
     check_against_reference(backend, folder, case)
 
 
 def check_against_reference(backend, qwen25_fixture, case):
     run, video, keyframes, grounding = ground_case(backend, qwen25_fixture, case)
-    assert grounding.answer == run["prediction"].replace("<|im_end|>", "")
+    tokenizer = backend.grounder.tokenizer
+    if "forced_ids" in run:  # the official slow tokenizer decodes with spaces around added tokens: compare ids
+        assert tokenizer(grounding.answer + "<|im_end|>", add_special_tokens=False)["input_ids"] == run["generated_ids"]
+    else:
+        assert grounding.answer == run["prediction"].replace("<|im_end|>", "")
+    if (qwen25_fixture / "expected" / case / "input_ids.npy").is_file():
+        prompt = backend.grounder.prompt_inputs([keyframes[i] for i in sorted(keyframes)], grounding.extras["request"])
+        np.testing.assert_array_equal(prompt["input_ids"][0].cpu().numpy(), expected(qwen25_fixture, case, "input_ids"))
     np.testing.assert_allclose(grounding.extras["seg_hidden"].numpy(), expected(qwen25_fixture, case, "seg_hidden"), atol=1e-4, rtol=0)
     np.testing.assert_allclose(grounding.extras["seg_embedding"].numpy(), expected(qwen25_fixture, case, "seg_embedding"), atol=1e-4, rtol=0)
 
@@ -191,6 +210,39 @@ def test_fixture_cli_on_a_real_video(qwen25_fixture, refdavis, tmp_path):
     assert len(list((out / "masks").iterdir())) == 40 and (out / "overlay.mp4").stat().st_size > 0
 
 
+def fixture_checkpoint(folder: Path, out: Path) -> Path:
+    """The fixture's checkpoint as `rvos train` would write it: its SAM 2 yaml and settings in config.json."""
+    out.mkdir()
+    for file in (folder / "checkpoint").iterdir():
+        if file.name != "config.json":
+            (out / file.name).symlink_to(file)
+    shutil.copyfile(folder / "sam2_tiny_test.yaml", out / "sam2_config.yaml")
+    config = json.loads((folder / "checkpoint" / "config.json").read_text())
+    config["rvos"] = dict(FIXTURE_PIXELS, sam2_config="sam2_config.yaml", sam2_normalisation=fixture_normalisation(folder))
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+@pytest.mark.parametrize("name", [p.name for p in [*FAMILY_FIXTURES.values(), FIXTURES / "sa2va-qwen2_5-vl-tiny"]])
+def test_fixture_rvos_segment_reproduces_official_masks(name, tmp_path, capsys):
+    from agent.writers import decode_rle
+    from conftest import run_cli
+
+    folder = FIXTURES / name
+    if not folder.is_dir():
+        pytest.skip(f"{folder} absent (../shared is absent)")
+    run = json.loads((folder / "expected" / "two_objects" / "run.json").read_text())
+    model = fixture_checkpoint(folder, tmp_path / "checkpoint")
+    code, out, err = run_cli(capsys, "segment", folder / "inputs", run["instruction"].replace("<image>", ""), "--out", tmp_path / "out",
+                             "--backend", "sa2va", "--model", model, "--keyframes", 5, "--keyframe-strategy", "first",
+                             "--answer", run["forced_answer"], "--no-overlay")
+    assert code == 0, err
+    frames = json.loads((tmp_path / "out" / "result.json").read_text())["frames"]
+    want = expected(folder, "two_objects", "masks")  # [objects, frames, h, w]
+    got = np.stack([np.stack([decode_rle(f["objects"][str(i + 1)]["rle"]) for f in frames]) for i in range(len(want))])
+    assert (got == want).reshape(*want.shape[:2], -1).mean(-1).min() >= 0.999
+
+
 def test_fixture_hub_id_without_hub_fails_clearly(tmp_path, qwen25_fixture):
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"}
     cmd = [sys.executable, "-m", "agent", "segment", str(qwen25_fixture / "inputs"), "the red square", "--out", str(tmp_path / "o"),
@@ -221,7 +273,7 @@ def test_fixture_internvl_generation_path_runs(family_backends):
     assert len(out.seg_embedding) == out.answer.count("[SEG]")
 
 
-def test_fixture_internvl_key_mismatch_and_internlm2_are_refused(tmp_path):
+def test_fixture_internvl_key_mismatch_and_unknown_language_models_are_refused(tmp_path):
     folder = FAMILY_FIXTURES["internvl"]
     if not folder.is_dir():
         pytest.skip("InternVL fixture absent")
@@ -229,13 +281,13 @@ def test_fixture_internvl_key_mismatch_and_internlm2_are_refused(tmp_path):
     with pytest.raises(UserError, match="language model weights do not fit.*1 missing"):
         load_fixture(folder, checkpoint=broken)
     config = json.loads((broken / "config.json").read_text())
-    config["llm_config"]["architectures"] = ["InternLM2ForCausalLM"]
+    config["llm_config"]["architectures"] = ["MambaForCausalLM"]
     (broken / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UserError, match="InternLM2ForCausalLM"):
+    with pytest.raises(UserError, match="MambaForCausalLM.*not supported"):
         load_fixture(folder, checkpoint=broken)
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "internvl"])
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "internvl", "internlm2"])
 def test_fixture_exported_checkpoint_reproduces_official_outputs(request, family, tmp_path):
     """What `rvos train` writes (official layout, its SAM 2 yaml inside) loads like an official file."""
     from agent.backends.sa2va import checkpoint
@@ -248,18 +300,20 @@ def test_fixture_exported_checkpoint_reproduces_official_outputs(request, family
         backend, folder = request.getfixturevalue("family_backends")(family)
     config = checkpoint.read_config(folder / "checkpoint")
     g = backend.grounder
+    extras = dict(FIXTURE_PIXELS, sam2_normalisation=fixture_normalisation(folder))
     out = save_checkpoint(tmp_path / "exported", config, g.vlm, family_of(config), g.inputs, g.projector, backend.tracker.model,
-                          sam2_yaml=folder / "sam2_tiny_test.yaml", extras=dict(FIXTURE_PIXELS))
+                          sam2_yaml=folder / "sam2_tiny_test.yaml", extras=extras)
     original = load_file(folder / "checkpoint" / "model.safetensors")
     written = load_file(out / "model.safetensors")
     assert len(written) == len(original)
-    if family == "internvl":
-        assert written.keys() == original.keys()  # InternVL's own names come back
+    if family != "qwen2_5_vl":  # InternVL's and InternLM2's own names come back, fused wqkv included
+        assert written.keys() == original.keys()
+        assert all(torch.equal(written[k], original[k]) for k in original)
     reloaded = load_sa2va(str(out), "cpu", keyframe_strategy="first")  # SAM 2 yaml and pixel limits from the folder
     check_against_reference(reloaded, folder, "two_objects")
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "internvl"])
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "internvl", "internlm2"])
 def test_fixture_training_conversation_labels_every_answer(family, qwen25_fixture):
     """`rvos train` asks about several objects in one conversation; with each official tokenizer and
     chat template, every answer is labelled and each turn's [SEG] is found."""

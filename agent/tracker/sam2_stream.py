@@ -112,14 +112,17 @@ def _group_prompts(prompts: Sequence[ObjectPrompt], one_per_object: bool = False
 
 class SAM2StreamTracker:
     def __init__(self, model: LanguagePromptedSAM2, device: str = "cpu", autocast_dtype: torch.dtype | None = None,
-                 motion_aware: bool = False):
+                 motion_aware: bool = False, normalisation: str = "float32"):
         self.model = model.to(device)
         self.motion_aware = motion_aware  # SAMURAI-style candidate re-ranking and memory gating (motion.py)
         self.device = torch.device(device)
         self.autocast_dtype = autocast_dtype
         size = model.image_size
-        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(3, 1, 1)
+        # The official Sa2VA code builds mean and std as bfloat16 tensors (also in float32 runs): "bfloat16"
+        # normalises with those rounded constants, "float32" with the exact ones (the sam2 package's).
+        rounding = {"bfloat16": torch.bfloat16, "float32": torch.float32}[normalisation]
+        self._mean = torch.tensor(IMAGENET_MEAN).to(rounding).float().to(self.device).view(3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD).to(rounding).float().to(self.device).view(3, 1, 1)
         self._size = size
         # Non-conditioning frames further back than this are never attended to again.
         self._horizon = max(model.num_maskmem, model.max_obj_ptrs_in_encoder)

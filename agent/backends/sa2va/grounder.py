@@ -64,8 +64,9 @@ class Sa2VAGrounder:
         self.seg_token_id = tokenizer.convert_tokens_to_ids(SEG_TOKEN)
         if self.seg_token_id is None or self.seg_token_id == tokenizer.unk_token_id:
             raise ValueError(f"the tokenizer has no {SEG_TOKEN} token; this is not a Sa2VA checkpoint")
-        self.end_token = tokenizer.eos_token or STOP_TOKENS[0]
         vocab = tokenizer.get_vocab()
+        # the chat format's end of turn (InternLM2's eos is </s>, but its turns end with <|im_end|>)
+        self.end_token = STOP_TOKENS[0] if STOP_TOKENS[0] in vocab else tokenizer.eos_token or STOP_TOKENS[0]
         self.stop_token_ids = [vocab[t] for t in dict.fromkeys((self.end_token, *STOP_TOKENS)) if t in vocab]
 
     @property

@@ -1,4 +1,4 @@
-"""InternVL-based Sa2VA (Sa2VA-1B/4B, Sa2VA-InternVL3-*) on transformers' own InternVL classes.
+"""InternVL-based Sa2VA (Sa2VA-1B/4B/8B/26B, Sa2VA-InternVL3-*) on transformers' own InternVL classes.
 
 Official files keep the original InternVL names (`vision_model.*` InternViT with a fused qkv,
 `mlp1.*`, `language_model.model.*`); they are mapped onto `InternVLForConditionalGeneration`
@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from transformers import InternVLConfig, InternVLForConditionalGeneration
 
+from agent.backends.sa2va import internlm2
 from agent.errors import UserError
 from agent.grounder.protocol import Turn
 from agent.prompts import PROMPTS_DIR
@@ -22,8 +23,8 @@ from agent.prompts import PROMPTS_DIR
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# transformers has InternVL classes for these language models; Sa2VA-8B/26B use InternLM2, which it lacks.
-SUPPORTED_LLMS = {"Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3", "LlamaForCausalLM": "llama"}
+# Language models transformers has classes for; InternLM2 (Sa2VA-8B/26B) runs as Llama (internlm2.py).
+SUPPORTED_LLMS = {"Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3", "LlamaForCausalLM": "llama", internlm2.ARCHITECTURE: "llama"}
 
 
 class Sa2VAInternVLForConditionalGeneration(InternVLForConditionalGeneration):
@@ -57,7 +58,7 @@ def _conversions():
         target_patterns=["attention.q_proj", "attention.k_proj", "attention.v_proj"],
         operations=[Chunk(dim=0)],
     )
-    return [WeightRenaming(source, target) for source, target in renames] + [split_qkv]
+    return [WeightRenaming(source, target) for source, target in renames] + [split_qkv] + internlm2.conversions()
 
 
 def register_conversions() -> None:
@@ -72,9 +73,10 @@ def internvl_config(config: dict, image_token_id: int) -> InternVLConfig:
     architecture = (llm.get("architectures") or ["unknown"])[0]
     if architecture not in SUPPORTED_LLMS:
         raise UserError(
-            f"this InternVL-based Sa2VA checkpoint uses {architecture} as language model, which transformers has "
-            f"no InternVL class for (Sa2VA-8B/26B use InternLM2); supported: {', '.join(SUPPORTED_LLMS)}"
+            f"this InternVL-based Sa2VA checkpoint uses {architecture} as language model, which is not supported; "
+            f"supported: {', '.join(SUPPORTED_LLMS)}"
         )
+    llm = internlm2.llama_config(llm) if internlm2.is_internlm2(llm) else llm
     llm["model_type"] = SUPPORTED_LLMS[architecture]
     vit = config["vision_config"]
     patch, size = vit["patch_size"], config.get("force_image_size") or vit["image_size"]
@@ -98,7 +100,8 @@ def internvl_config(config: dict, image_token_id: int) -> InternVLConfig:
 def chat_template(template: str) -> str:
     path = PROMPTS_DIR / "internvl" / f"{template}.jinja"
     if not path.is_file():
-        raise UserError(f"this Sa2VA checkpoint's chat template {template!r} is not supported (have: qwen_chat)")
+        have = ", ".join(sorted(p.stem for p in path.parent.glob("*.jinja")))
+        raise UserError(f"this Sa2VA checkpoint's chat template {template!r} is not supported (have: {have})")
     return path.read_text()
 
 
@@ -114,7 +117,8 @@ class InternVLInputs:
         from transformers import AutoTokenizer
         from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        llm = config.get("llm_config") or {}
+        self.tokenizer = internlm2.tokenizer(folder) if internlm2.is_internlm2(llm) else AutoTokenizer.from_pretrained(folder)
         self.template = chat_template(config.get("template", "qwen_chat"))
         size = config.get("force_image_size") or config["vision_config"]["image_size"]
         self.tokens_per_tile = int((size // config["vision_config"]["patch_size"]) ** 2 * config.get("downsample_ratio", 0.5) ** 2)
@@ -150,7 +154,7 @@ class InternVLInputs:
 
 
 class InternVLFamily:
-    """Sa2VA-1B/4B (InternVL2.5) and Sa2VA-InternVL3-*: InternViT + `mlp1` + a Qwen2 language model."""
+    """Sa2VA-1B/4B (InternVL2.5), Sa2VA-InternVL3-* (Qwen2) and Sa2VA-8B/26B (InternLM2): InternViT + `mlp1` + the LLM."""
 
     name = "internvl"
 

@@ -96,12 +96,14 @@ def load_sa2va(
     min_pixels: int | None = None,
     max_pixels: int | None = None,
     motion_aware: bool = False,
+    normalisation: str | None = None,
 ) -> Backend:
     """Load an official Sa2VA checkpoint without `trust_remote_code`.
 
     Checkpoints written by `rvos train` may carry their SAM 2 yaml and frame-size limits
     (`sam2_config.yaml`, `config.json` → `rvos`); explicit arguments win, then those, then
-    the official inference's values.
+    the official inference's values. `normalisation`: SAM 2's mean/std as the official code rounds
+    them ("bfloat16", the default) or exact ("float32").
     """
     folder = checkpoint.resolve_checkpoint(model)
     config = checkpoint.read_config(folder)
@@ -121,7 +123,10 @@ def load_sa2va(
     autocast = torch_dtype if torch_dtype == torch.bfloat16 or (device.startswith("cuda") and torch_dtype != torch.float32) else None
     if device == "cpu" and torch_dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         warnings.warn("this CPU has no native bfloat16 (AVX512-BF16 or AMX): --dtype bfloat16 runs slower than float32 here")
-    tracker = SAM2StreamTracker(sam2, device=device, autocast_dtype=autocast, motion_aware=motion_aware)
+    normalisation = normalisation or extras.get("sam2_normalisation") or "bfloat16"
+    if normalisation not in ("bfloat16", "float32"):
+        raise UserError(f"SAM 2 normalisation must be bfloat16 or float32, not {normalisation!r}")
+    tracker = SAM2StreamTracker(sam2, device=device, autocast_dtype=autocast, motion_aware=motion_aware, normalisation=normalisation)
     grounder = Sa2VAGrounder(vlm, inputs, projector, family.name, answer=answer)
     return Backend("sa2va", str(model), device, grounder, tracker, keyframes, keyframe_strategy)
 
