@@ -18,7 +18,13 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", choices=["4bit", "8bit"], help="quantize the language model with bitsandbytes (CUDA)")
     parser.add_argument("--sam2-config", help="SAM 2 architecture yaml when the checkpoint's is not the official Hiera-L")
     parser.add_argument("--keyframes", type=int, help="how many keyframes the grounder sees (default 5)")
-    parser.add_argument("--keyframe-strategy", choices=["uniform", "first"], help="uniform over the video (default) or the first frames")
+    parser.add_argument("--keyframe-strategy", choices=["uniform", "uniform-floor", "first"],
+                        help="uniform over the video (default; uniform-floor rounds down, as Sa2VA-i does and its default) or the first frames")
+    parser.add_argument("--inference", choices=["sa2va", "sa2va-i"],
+                        help="sa2va: [SEG] prompts SAM 2 on keyframes; sa2va-i: keyframe masks from Sa2VA's decoder, propagated by "
+                             "SAM 2's original one (default: the checkpoint's own)")
+    parser.add_argument("--propagation-weights", metavar="FILE_OR_HUB_ID",
+                        help="original SAM 2 weights for Sa2VA-i on a plain Sa2VA checkpoint (sam2_hiera_large.pt, or facebook/sam2-hiera-large)")
     parser.add_argument("--motion-aware", action="store_const", const=True,
                         help="SAM 2 tracking with SAMURAI-style motion-aware memory (Kalman box re-ranking, confident frames only)")
 
@@ -111,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _backend_options(args: argparse.Namespace) -> dict:
-    names = ("dtype", "quantize", "sam2_config", "keyframes", "keyframe_strategy", "answer", "motion_aware")
+    names = ("dtype", "quantize", "sam2_config", "keyframes", "keyframe_strategy", "answer", "motion_aware", "inference",
+             "propagation_weights")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 

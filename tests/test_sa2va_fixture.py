@@ -223,7 +223,7 @@ def fixture_checkpoint(folder: Path, out: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name", [p.name for p in [*FAMILY_FIXTURES.values(), FIXTURES / "sa2va-qwen2_5-vl-tiny"]])
+@pytest.mark.parametrize("name", [p.name for p in [*FAMILY_FIXTURES.values(), FIXTURES / "sa2va-qwen2_5-vl-tiny", FIXTURES / "sa2va-i-internvl-tiny"]])
 def test_fixture_rvos_segment_reproduces_official_masks(name, tmp_path, capsys):
     from agent.writers import decode_rle
     from conftest import run_cli
@@ -233,10 +233,12 @@ def test_fixture_rvos_segment_reproduces_official_masks(name, tmp_path, capsys):
         pytest.skip(f"{folder} absent (../shared is absent)")
     run = json.loads((folder / "expected" / "two_objects" / "run.json").read_text())
     model = fixture_checkpoint(folder, tmp_path / "checkpoint")
+    strategy = [] if "keyframe_indices" in run else ["--keyframe-strategy", "first"]  # Sa2VA-i: its own default
     code, out, err = run_cli(capsys, "segment", folder / "inputs", run["instruction"].replace("<image>", ""), "--out", tmp_path / "out",
-                             "--backend", "sa2va", "--model", model, "--keyframes", 5, "--keyframe-strategy", "first",
+                             "--backend", "sa2va", "--model", model, "--keyframes", 5, *strategy,
                              "--answer", run["forced_answer"], "--no-overlay")
     assert code == 0, err
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["keyframes"] == run.get("keyframe_indices", [0, 1, 2, 3, 4])
     frames = json.loads((tmp_path / "out" / "result.json").read_text())["frames"]
     want = expected(folder, "two_objects", "masks")  # [objects, frames, h, w]
     got = np.stack([np.stack([decode_rle(f["objects"][str(i + 1)]["rle"]) for f in frames]) for i in range(len(want))])

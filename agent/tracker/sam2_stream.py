@@ -127,6 +127,7 @@ class SAM2StreamTracker:
         # Non-conditioning frames further back than this are never attended to again.
         self._horizon = max(model.num_maskmem, model.max_obj_ptrs_in_encoder)
         self.last_memory_frames: list[int] = []  # frames held per object group (for long-video checks)
+        self.resize_through_model_size = False  # every prompt kind's logits go S/4 → S → frame size (Sa2VA-i)
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -293,7 +294,7 @@ class SAM2StreamTracker:
                     out = before[id(group)].pop(t)
                 for row, object_id in enumerate(group.object_ids):
                     logits[object_id] = out["pred_masks"][row : row + 1]
-                    if group.kind == "embedding":
+                    if group.kind == "embedding" or self.resize_through_model_size:
                         via_size.add(object_id)
                     scores[object_id] = float(out["object_score_logits"][row, 0])
             self.last_memory_frames = [len(g.memory["cond_frame_outputs"]) + len(g.memory["non_cond_frame_outputs"]) for g in groups]

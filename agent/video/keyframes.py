@@ -6,7 +6,7 @@ import numpy as np
 
 from agent.errors import UserError
 
-STRATEGIES = ("uniform", "first")
+STRATEGIES = ("uniform", "first", "uniform-floor")
 
 
 def select_keyframes(
@@ -18,8 +18,9 @@ def select_keyframes(
     """Sorted, distinct frame indices.
 
     `uniform` spreads `count` frames over the whole video, first and last included
-    (grounding sees the whole clip); `first` takes the first `count` frames, as the
-    Sa2VA reference inference does; explicit `indices` win over both.
+    (grounding sees the whole clip); `uniform-floor` does the same with the indices rounded
+    down, as the Sa2VA-i reference does (8 frames, 5 keyframes: 0, 1, 3, 5, 7); `first` takes
+    the first `count` frames, as the Sa2VA reference inference does; explicit `indices` win.
     """
     if num_frames < 1:
         raise UserError("the video has no frames; give a video with at least one frame")
@@ -39,4 +40,6 @@ def select_keyframes(
         return list(range(count))
     if strategy == "uniform":
         return sorted(set(np.linspace(0, num_frames - 1, count).round().astype(int).tolist()))
+    if strategy == "uniform-floor":
+        return sorted(set(np.floor(np.linspace(0, num_frames - 1, count)).astype(int).tolist()))
     raise UserError(f"unknown keyframe strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")

@@ -15,8 +15,7 @@ from agent.backends.sa2va.families import family_of
 from agent.backends.sa2va.grounder import Sa2VAGrounder
 from agent.backends.sa2va.qwen_vl import OFFICIAL_MAX_PIXELS, OFFICIAL_MIN_PIXELS
 from agent.errors import UserError
-from agent.tracker.sam2_language import build_language_sam2
-from agent.tracker.sam2_stream import SAM2StreamTracker
+from agent.backends.sa2va.inference import build_tracker, default_inference
 
 DEFAULT_MODEL = "ByteDance/Sa2VA-Qwen2_5-VL-3B"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -91,19 +90,22 @@ def load_sa2va(
     quantize: str | None = None,
     sam2_config: str | Path | None = None,
     keyframes: int = 5,
-    keyframe_strategy: str = "uniform",
+    keyframe_strategy: str | None = None,
     answer: str | None = None,
     min_pixels: int | None = None,
     max_pixels: int | None = None,
     motion_aware: bool = False,
     normalisation: str | None = None,
+    inference: str | None = None,
+    propagation_weights: str | None = None,
 ) -> Backend:
     """Load an official Sa2VA checkpoint without `trust_remote_code`.
 
     Checkpoints written by `rvos train` may carry their SAM 2 yaml and frame-size limits
     (`sam2_config.yaml`, `config.json` → `rvos`); explicit arguments win, then those, then
     the official inference's values. `normalisation`: SAM 2's mean/std as the official code rounds
-    them ("bfloat16", the default) or exact ("float32").
+    them ("bfloat16", the default) or exact ("float32"). `inference`: "sa2va" or "sa2va-i" (default:
+    the checkpoint's own; see inference.py), with `propagation_weights` the original SAM 2 for Sa2VA-i.
     """
     folder = checkpoint.resolve_checkpoint(model)
     config = checkpoint.read_config(folder)
@@ -113,11 +115,9 @@ def load_sa2va(
     if sam2_config is None and extras.get("sam2_config"):
         sam2_config = folder / extras["sam2_config"]
     torch_dtype = DTYPES[dtype or ("bfloat16" if device.startswith("cuda") else "float32")]
-    vlm, inputs, family = load_vlm(folder, config, torch_dtype, device, quantize, min_pixels=min_pixels, max_pixels=max_pixels)
-    projector = load_projector(folder).to(device)
-
-    sam2, missing, unexpected = build_language_sam2(sam2_config, checkpoint.sam2_state_dict(folder))
-    checkpoint.check_keys("SAM 2", missing, unexpected)
+    sam2_state = checkpoint.sam2_state_dict(folder)
+    inference = inference or default_inference(sam2_state)
+    keyframe_strategy = keyframe_strategy or ("uniform-floor" if inference == "sa2va-i" else "uniform")  # each reference's
     # SAM 2 keeps float32 weights and autocasts, as the official GPU inference does; on a CPU only
     # bfloat16 (native dot products on AVX512-BF16 / AMX) is faster than float32
     autocast = torch_dtype if torch_dtype == torch.bfloat16 or (device.startswith("cuda") and torch_dtype != torch.float32) else None
@@ -126,7 +126,10 @@ def load_sa2va(
     normalisation = normalisation or extras.get("sam2_normalisation") or "bfloat16"
     if normalisation not in ("bfloat16", "float32"):
         raise UserError(f"SAM 2 normalisation must be bfloat16 or float32, not {normalisation!r}")
-    tracker = SAM2StreamTracker(sam2, device=device, autocast_dtype=autocast, motion_aware=motion_aware, normalisation=normalisation)
+    tracker = build_tracker(sam2_config, sam2_state, device, inference=inference, propagation_weights=propagation_weights,
+                            autocast=autocast, motion_aware=motion_aware, normalisation=normalisation)
+    vlm, inputs, family = load_vlm(folder, config, torch_dtype, device, quantize, min_pixels=min_pixels, max_pixels=max_pixels)
+    projector = load_projector(folder).to(device)
     grounder = Sa2VAGrounder(vlm, inputs, projector, family.name, answer=answer)
     return Backend("sa2va", str(model), device, grounder, tracker, keyframes, keyframe_strategy)
 
