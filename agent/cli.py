@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="run a backend on a benchmark, write predictions, scores and plots (resumable)")
     evaluate.add_argument("root", help="dataset root as downloaded")
-    evaluate.add_argument("--dataset", default="generic", help="generic, ref-youtube-vos, ref-davis17, mevis, revos, long-rvos")
+    evaluate.add_argument("--dataset", default="generic", help="generic, ref-youtube-vos, ref-davis17, mevis, mevis-v2, revos, long-rvos")
     evaluate.add_argument("--split", help="dataset split (each reader has its usual default)")
     evaluate.add_argument("--protocol", choices=["referring", "semi"], default="referring",
                           help="referring: ground each expression (default); semi: DAVIS semi-supervised, the first annotated frame's masks as the prompt")

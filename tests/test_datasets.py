@@ -72,6 +72,15 @@ def make_mevis(root):
     (root / "valid_u" / "mask_dict.json").write_text(json.dumps({"10": rle_track(1), "11": rle_track(2)}))
 
 
+def make_mevis_v2(root):
+    """MeViS v2: the same layout, `meta_expressions_v2.json`, and an expression that refers to nothing."""
+    make_mevis(root)
+    meta_v1 = json.loads((root / "valid_u" / "meta_expressions.json").read_text())
+    meta_v1["videos"]["vid"]["expressions"]["2"] = {"exp": "the purple triangle", "obj_id": [], "anno_id": []}
+    (root / "valid_u" / "meta_expressions.json").unlink()
+    (root / "valid_u" / "meta_expressions_v2.json").write_text(json.dumps(meta_v1))
+
+
 def make_revos(root):
     names = write_frames(root / "JPEGImages" / "vid")
     exps = {"0": {"exp": "the moving square", "obj_id": [1], "anno_id": [10], "type_id": 0},
@@ -106,6 +115,7 @@ LAYOUTS = {
     "ref-youtube-vos": (make_youtube, ["the moving square", "the still square"], [[1], [2]], [None, None]),
     "ref-davis17": (make_davis, ["the moving square", "the still square", "a square going right"], [[1], [2], [1]], [None] * 3),
     "mevis": (make_mevis, ["both squares", "the still one"], [[1, 2], [2]], [None, None]),
+    "mevis-v2": (make_mevis_v2, ["both squares", "the still one", "the purple triangle"], [[1, 2], [2], []], [None] * 3),
     "revos": (make_revos, ["the moving square", "what would be left if the moving one went away"], [[1], [2]], ["referring", "reasoning"]),
     "long-rvos": (make_long_rvos, ["the moving square", "the still square"], [[1], [2]], ["dynamic", "static"]),
     "generic": (make_generic, ["the moving square", "the still square"], [[1], [2]], [None, None]),
@@ -136,6 +146,7 @@ def test_reader_on_its_layout(tmp_path, name):
                 assert np.array_equal(got, want)
     if name == "revos":
         assert np.array_equal(dataset.expressions[0].foreground(0), labels(0) > 0)
+    assert [e.has_target for e in dataset.expressions] == ([True, True, False] if name == "mevis-v2" else [None] * len(texts))
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +177,27 @@ def test_eval_on_each_layout(tmp_path, name, fixture_backend):
         assert report["expressions"][expression.key]["J"] == pytest.approx(np.mean(js))
     if name == "revos":
         assert set(report["by_category"]) == {"referring", "reasoning"} and "R" in report["overall"]
+    if name == "mevis-v2":  # N-acc and T-acc from the written predictions
+        empty = {e.key: all(read_palette_png(p).max() == 0 for p in (out / "predictions" / "vid" / e.exp_id).iterdir())
+                 for e in dataset.expressions}
+        assert report["overall"]["N_acc"] == float(np.mean([empty[e.key] for e in dataset.expressions if not e.has_target]))
+        assert report["overall"]["T_acc"] == float(np.mean([not empty[e.key] for e in dataset.expressions if e.has_target]))
+        assert report["overall"]["no_target_expressions"] == 1
+    else:
+        assert "N_acc" not in report["overall"]
     import zipfile
 
     names = zipfile.ZipFile(out / "submission.zip").namelist()
     prefix = "Annotations/" if name == "ref-youtube-vos" else ""
     assert f"{prefix}vid/{dataset.expressions[0].exp_id}/00000.png" in names
     assert (out / "plots" / "jf_per_video.png").is_file() and (out / "plots" / "j_over_time.png").is_file()
+
+
+def test_target_accuracy_counts_empty_answers():
+    from agent.evaluation.report import target_accuracy
+
+    records = [{"has_target": False, "answered_empty": True}, {"has_target": False, "answered_empty": False},
+               {"has_target": True, "answered_empty": False}, {"has_target": True, "answered_empty": False},
+               {"has_target": True, "answered_empty": True}, {"answered_empty": True}]
+    assert target_accuracy(records) == {"N_acc": 0.5, "no_target_expressions": 2, "T_acc": 2 / 3}
+    assert target_accuracy([{"answered_empty": True}]) == {}

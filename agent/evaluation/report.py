@@ -24,6 +24,20 @@ def _mean_scores(records: list[dict]) -> dict:
     return out
 
 
+def target_accuracy(records: list[dict]) -> dict:
+    """MeViS v2: N-acc, the share of no-target expressions answered with no mask on any frame, and T-acc,
+    the share of target expressions answered with a mask somewhere (only where the dataset says which is which)."""
+    asked = [r for r in records if "has_target" in r and "answered_empty" in r]
+    without = [r["answered_empty"] for r in asked if not r["has_target"]]
+    with_target = [not r["answered_empty"] for r in asked if r["has_target"]]
+    out = {}
+    if without:
+        out["N_acc"], out["no_target_expressions"] = float(np.mean(without)), len(without)
+    if with_target:
+        out["T_acc"] = float(np.mean(with_target))
+    return out
+
+
 def load_records(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((out / "scores").glob("*/*.json"))]
 
@@ -58,6 +72,7 @@ def build_report(dataset: Dataset, out: Path, job) -> dict:
         report["overall"] = {m: float(np.mean([p[m] for p in parts])) for m in parts[0] if m != "expressions"}
     else:
         report["overall"] = _mean_scores(records)
+    report["overall"].update(target_accuracy(records))
     report["videos"] = {
         video: _mean_scores([r for r in records if r["video"] == video]) for video in dataset.videos()
     }

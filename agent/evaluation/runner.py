@@ -83,11 +83,13 @@ def evaluate_expression(backend, expression: Expression, out: Path) -> dict:
     scorer = FrameScorer()
     width, height = video.size
     frames = backend.tracker.track(video, grounding.prompts, keyframes) if grounding.prompts else None
+    answered_empty = True  # no mask on any frame (MeViS v2's N-acc / T-acc)
     for index in range(len(video)):
         pred = np.zeros((height, width), dtype=bool)
         if frames is not None:
             for mask in next(frames).masks.values():
                 pred |= mask
+        answered_empty = answered_empty and not pred.any()
         Image.fromarray(pred.astype(np.uint8) * 255, mode="L").save(tmp / f"{expression.frame_names[index]}.png")
         gt = expression.gt(index) if expression.gt else None
         if gt is None and expression.gt is not None and expression.missing_gt_is_empty:
@@ -103,7 +105,10 @@ def evaluate_expression(backend, expression: Expression, out: Path) -> dict:
         "video": expression.video, "exp_id": expression.exp_id, "expression": expression.text,
         "category": expression.category, "answer": grounding.answer, "objects": len(grounding.objects),
         "keyframes": indices, "seconds": round(time.perf_counter() - start, 3), "frames": len(video),
+        "answered_empty": answered_empty,
     }
+    if expression.has_target is not None:
+        record["has_target"] = expression.has_target
     if scorer.j:
         record["scores"] = scorer.result()
         record["per_frame_J"] = scorer.per_frame_j()

@@ -34,14 +34,22 @@ class Sa2VAiTracker:
         stream.resize_through_model_size = True  # the reference: S/4 → S → frame size
 
     @torch.inference_mode()
-    def keyframe_logits(self, images: Sequence[Image.Image], embeddings: torch.Tensor) -> torch.Tensor:
+    def keyframe_logits(self, images: Sequence[Image.Image], embeddings: torch.Tensor, keep_features: bool = False) -> torch.Tensor:
         """The finetuned decoder's low-resolution logits [objects, keyframes, 1, S/4, S/4] from the
-        `[SEG]` embeddings [objects, C] on each keyframe image, without memory."""
+        `[SEG]` embeddings [objects, C] on each keyframe image, without memory. `keep_features`: the
+        propagation that follows takes these frames' image features from here (with the original
+        decoder's convs), so the image encoder runs once per frame."""
         model, decoder, stream = self.model, self.finetuned_decoder, self.stream
         with stream._autocast():
             backbone = model.image_encoder(torch.cat([stream.preprocess(image) for image in images]))
-            fpn = list(backbone["backbone_fpn"][-model.num_feature_levels:])
-            fpn[0], fpn[1] = decoder.conv_s0(fpn[0]), decoder.conv_s1(fpn[1])  # the finetuned decoder's own
+            raw = list(backbone["backbone_fpn"][-model.num_feature_levels:])
+            fpn = [decoder.conv_s0(raw[0]), decoder.conv_s1(raw[1]), *raw[2:]]  # the finetuned decoder's own
+            original = [model.sam_mask_decoder.conv_s0(raw[0]), model.sam_mask_decoder.conv_s1(raw[1]), *raw[2:]]
+            for n, image in enumerate(images if keep_features else ()):
+                stream.precomputed[id(image)] = {
+                    "backbone_fpn": [x[n : n + 1].float() for x in original],
+                    "vision_pos_enc": [x[n : n + 1].float() for x in backbone["vision_pos_enc"][-model.num_feature_levels:]],
+                }
             top = fpn[-1]
             if model.directly_add_no_mem_embed:
                 top = top + model.no_mem_embed.view(1, -1, 1, 1)
@@ -59,7 +67,8 @@ class Sa2VAiTracker:
                 logits.append(masks[torch.arange(count), best][:, None].float())
         return torch.stack(logits)
 
-    def keyframe_masks(self, keyframes: Mapping[int, Image.Image], prompts: Sequence[ObjectPrompt], size: tuple[int, int]) -> dict:
+    def keyframe_masks(self, keyframes: Mapping[int, Image.Image], prompts: Sequence[ObjectPrompt], size: tuple[int, int],
+                       keep_features: bool = False) -> dict:
         """(object id, frame) → bool mask at frame size, for every `[SEG]`-prompted object and keyframe."""
         embedded = [p for p in prompts if p.embedding is not None]
         frames = sorted({p.frame_index for p in embedded})
@@ -67,17 +76,15 @@ class Sa2VAiTracker:
         if not embedded:
             return {}
         embedding_of = {p.object_id: torch.as_tensor(p.embedding) for p in embedded}
-        logits = self.keyframe_logits([keyframes[t] for t in frames], torch.stack([embedding_of[i] for i in objects]))
+        logits = self.keyframe_logits([keyframes[t] for t in frames], torch.stack([embedding_of[i] for i in objects]), keep_features)
         width, height = size
         masks = F.interpolate(logits.flatten(0, 1), size=(height, width), mode="bilinear", align_corners=False) > 0
         masks = masks.view(len(objects), len(frames), height, width).cpu().numpy()
         wanted = {(p.object_id, p.frame_index) for p in embedded}
         return {(i, t): masks[n, k] for n, i in enumerate(objects) for k, t in enumerate(frames) if (i, t) in wanted}
 
-    def _as_mask_prompts(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> list:
-        frames = {p.frame_index for p in prompts if p.embedding is not None}
-        images = dict(keyframes) | video.read_many(sorted(frames - set(keyframes)))
-        decoded = self.keyframe_masks(images, prompts, video.size)
+    def _as_mask_prompts(self, video: VideoSource, prompts: Sequence[ObjectPrompt], images: Mapping[int, Image.Image]) -> list:
+        decoded = self.keyframe_masks(images, prompts, video.size, keep_features=True)
         converted = []
         for prompt in prompts:
             mask = decoded.get((prompt.object_id, prompt.frame_index))
@@ -89,8 +96,20 @@ class Sa2VAiTracker:
                 converted.append(replace(prompt, embedding=None, mask=mask))
         return converted
 
+    def _images(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> dict:
+        frames = {p.frame_index for p in prompts if p.embedding is not None}
+        return dict(keyframes) | video.read_many(sorted(frames - set(keyframes)))
+
     def track_logits(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameLogits]:
-        return self.stream.track_logits(video, self._as_mask_prompts(video, prompts, keyframes), keyframes)
+        images = self._images(video, prompts, keyframes)
+        try:
+            yield from self.stream.track_logits(video, self._as_mask_prompts(video, prompts, images), images)
+        finally:
+            self.stream.precomputed.clear()
 
     def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameMasks]:
-        return self.stream.track(video, self._as_mask_prompts(video, prompts, keyframes), keyframes)
+        images = self._images(video, prompts, keyframes)
+        try:
+            yield from self.stream.track(video, self._as_mask_prompts(video, prompts, images), images)
+        finally:
+            self.stream.precomputed.clear()

@@ -128,6 +128,7 @@ class SAM2StreamTracker:
         self._horizon = max(model.num_maskmem, model.max_obj_ptrs_in_encoder)
         self.last_memory_frames: list[int] = []  # frames held per object group (for long-video checks)
         self.resize_through_model_size = False  # every prompt kind's logits go S/4 → S → frame size (Sa2VA-i)
+        self.precomputed: dict[int, dict] = {}  # id(image) → `_features` of it, filled by a caller for one call
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -141,6 +142,8 @@ class SAM2StreamTracker:
         return ((pixels - self._mean) / self._std)[None]
 
     def _features(self, image: Image.Image) -> dict:
+        if id(image) in self.precomputed:  # a keyframe whose image features were computed already
+            return self.precomputed[id(image)]
         with self._autocast():
             out = self.model.forward_image(self.preprocess(image))
         return {key: [x.float() for x in out[key]] for key in ("backbone_fpn", "vision_pos_enc")}

@@ -90,7 +90,7 @@ def _load_decoder(module: torch.nn.Module, tensors: dict, what: str) -> None:
     module.load_state_dict({k: tensors[k] for k in own})
 
 
-def _copy_without_hooks(module: torch.nn.Module) -> torch.nn.Module:
+def decoder_copy(module: torch.nn.Module) -> torch.nn.Module:
     """A copy of the decoder alone (its hooks belong to the SAM 2 model, which must not be copied with it)."""
     hooks, module._forward_hooks = module._forward_hooks, type(module._forward_hooks)()
     try:
@@ -114,7 +114,7 @@ def build_tracker(sam2_config, sam2_state: dict, device: str, *, inference: str 
     stream_options = dict(device=device, autocast_dtype=autocast, motion_aware=motion_aware, normalisation=normalisation)
     if inference == "sa2va":
         return SAM2StreamTracker(sam2, **stream_options)
-    finetuned = _copy_without_hooks(sam2.sam_mask_decoder)
+    finetuned = decoder_copy(sam2.sam_mask_decoder)
     if propagation_weights is not None:
         original = propagation_decoder(propagation_weights)
     _load_decoder(sam2.sam_mask_decoder, original, "original SAM 2 mask decoder")

@@ -7,13 +7,14 @@ from pathlib import Path
 from agent.errors import UserError
 from agent.evaluation.datasets.base import Dataset, Expression
 from agent.evaluation.datasets.palette import read_generic, read_long_rvos, read_ref_davis17, read_ref_youtube_vos
-from agent.evaluation.datasets.rle import read_mevis, read_revos
+from agent.evaluation.datasets.rle import read_mevis, read_mevis_v2, read_revos
 
 READERS = {
     "generic": read_generic,
     "ref-youtube-vos": read_ref_youtube_vos,
     "ref-davis17": read_ref_davis17,
     "mevis": read_mevis,
+    "mevis-v2": read_mevis_v2,
     "revos": read_revos,
     "long-rvos": read_long_rvos,
 }

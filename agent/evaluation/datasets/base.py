@@ -26,6 +26,7 @@ class Expression:
     gt: MaskSource | None = None  # union of the referred objects' masks
     foreground: MaskSource | None = None  # every annotated object (ReVOS robustness)
     missing_gt_is_empty: bool = False  # MeViS/Long-RVOS: an unannotated frame is an empty mask
+    has_target: bool | None = None  # MeViS v2: False for an expression that refers to nothing (None: not asked)
 
     @property
     def key(self) -> str:
@@ -70,11 +71,11 @@ def frame_names_of(video: dict, frames_dir: Path) -> list[str]:
     return sorted(p.stem for p in frames_dir.glob("*.jpg"))
 
 
-def split_layout(root: Path, split: str | None, default: str) -> tuple[str, Path, dict, Path]:
+def split_layout(root: Path, split: str | None, default: str, meta_name: str = "meta_expressions.json") -> tuple[str, Path, dict, Path]:
     """`<root>/<split>/meta_expressions.json` and `<root>/<split>/JPEGImages`: (split, base, meta, images)."""
     split = split or default
     base = root / split
-    return split, base, read_json(base / "meta_expressions.json"), require_dir(base / "JPEGImages")
+    return split, base, read_json(base / meta_name), require_dir(base / "JPEGImages")
 
 
 def each_expression(meta: dict, images: Path):

@@ -35,16 +35,26 @@ def rle_union(mask_dict: dict, anno_ids: list) -> callable:
     return mask
 
 
-def read_mevis(root: Path, split: str | None = "valid_u") -> Dataset:
-    """MeViS: `<split>/JPEGImages`, `<split>/meta_expressions.json` (obj_id, anno_id lists), `<split>/mask_dict.json`."""
-    split, base, meta, images = split_layout(root, split, "valid_u")
+def read_mevis(root: Path, split: str | None = "valid_u", version: int = 1) -> Dataset:
+    """MeViS: `<split>/JPEGImages`, `<split>/meta_expressions.json` (obj_id, anno_id lists), `<split>/mask_dict.json`.
+    MeViS v2 (`meta_expressions_v2.json`) adds expressions with an empty `anno_id` list: they refer to
+    nothing, and the right answer is no mask on any frame."""
+    meta_name = "meta_expressions_v2.json" if version == 2 else "meta_expressions.json"
+    split, base, meta, images = split_layout(root, split, "valid_u", meta_name)
     mask_path = base / "mask_dict.json"
     mask_dict = json.loads(mask_path.read_text()) if mask_path.is_file() else None
-    dataset = Dataset("mevis", root, split)
+    dataset = Dataset("mevis" if version == 1 else "mevis-v2", root, split)
     for video, exp_id, exp, frames_dir, names in each_expression(meta, images):
-        gt = rle_union(mask_dict, as_list(exp["anno_id"])) if mask_dict and "anno_id" in exp else None
-        dataset.expressions.append(Expression(video, exp_id, exp["exp"], frames_dir, names, gt=gt, missing_gt_is_empty=True))
+        anno_ids = as_list(exp.get("anno_id", []))
+        gt = rle_union(mask_dict, anno_ids) if mask_dict and "anno_id" in exp else None
+        has_target = bool(anno_ids) if version == 2 else None
+        dataset.expressions.append(Expression(video, exp_id, exp["exp"], frames_dir, names, gt=gt, missing_gt_is_empty=True,
+                                              has_target=has_target))
     return dataset
+
+
+def read_mevis_v2(root: Path, split: str | None = "valid_u") -> Dataset:
+    return read_mevis(root, split, version=2)
 
 
 REVOS_TYPES = {0: "referring", 1: "reasoning"}
