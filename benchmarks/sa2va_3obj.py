@@ -22,7 +22,7 @@ from agent.grounder.protocol import ObjectPrompt
 from agent.tracker.sam2_language import build_language_sam2
 from agent.tracker.sam2_stream import SAM2StreamTracker
 from agent.video import VideoSource
-from timing import timed
+from timing import timed, timed_tracking
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "refdavis-mini3"
@@ -44,12 +44,7 @@ def main() -> None:
     prompts = [ObjectPrompt(i + 1, 0, embedding=embeddings[i]) for i in range(3)]
     keyframes = {0: frames[0][1]}
 
-    start = time.perf_counter()
-    ours = {f.frame_index: f.masks for f in tracker.track(video, prompts, keyframes)}
-    ours_s = time.perf_counter() - start
-    ours_parts = {k: round(v / args.frames, 3) for k, v in totals.items()}
-
-    totals.clear()
+    ours, ours_s, ours_parts = timed_tracking(tracker, video, prompts, keyframes, totals, args.frames)
     start = time.perf_counter()
     held = [tracker.preprocess(image) for _, image in frames]  # the reference holds every frame at 1024²
     reference = defaultdict(dict)

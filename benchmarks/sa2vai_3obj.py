@@ -26,7 +26,7 @@ from agent.tracker.sam2_language import build_language_sam2
 from agent.tracker.sam2_stream import SAM2StreamTracker
 from agent.video import VideoSource
 from agent.video.keyframes import select_keyframes
-from timing import timed
+from timing import timed, timed_tracking
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "refdavis-mini3"
@@ -54,12 +54,7 @@ def main() -> None:
     embeddings = torch.randn(3, model.sam_prompt_embed_dim)
     prompts = [ObjectPrompt(i + 1, t, embedding=embeddings[i]) for i in range(3) for t in indices]
 
-    start = time.perf_counter()
-    ours = {f.frame_index: f.masks for f in tracker.track(video, prompts, keyframes)}
-    ours_s = time.perf_counter() - start
-    ours_parts = {k: round(v / args.frames, 3) for k, v in totals.items()}
-
-    totals.clear()
+    ours, ours_s, ours_parts = timed_tracking(tracker, video, prompts, keyframes, totals, args.frames)
     start = time.perf_counter()
     reference = defaultdict(dict)
     for object_id in (1, 2, 3):  # everything again for each [SEG]

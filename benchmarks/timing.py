@@ -17,3 +17,13 @@ def timed(model, totals) -> list:
         handles.append(module.register_forward_hook(
             lambda m, a, o, s=starts, n=name: totals.__setitem__(n, totals[n] + time.perf_counter() - s.pop())))
     return handles
+
+
+def timed_tracking(tracker, video, prompts, keyframes, totals, frames: int) -> tuple[dict, float, dict]:
+    """One tracking run: (frame → masks, seconds, seconds per frame by component); `totals` restarts after."""
+    start = time.perf_counter()
+    masks = {f.frame_index: f.masks for f in tracker.track(video, prompts, keyframes)}
+    seconds = time.perf_counter() - start
+    parts = {k: round(v / frames, 3) for k, v in totals.items()}
+    totals.clear()
+    return masks, seconds, parts

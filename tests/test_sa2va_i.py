@@ -102,3 +102,13 @@ def test_fixture_sa2va_i_checkpoint_runs_sa2va_inference_too(fixture_folder):
     backend = load_fixture(SA2VA, checkpoint=fixture_folder / "checkpoint", inference="sa2va")
     assert not isinstance(backend.tracker, Sa2VAiTracker)
     check_against_reference(backend, SA2VA, "two_objects")
+
+
+def test_fixture_rvos_eval_takes_the_inference(fixture_folder, refdavis, tmp_path, capsys):
+    """`rvos eval --inference sa2va-i` reaches the loader: on a plain checkpoint without the original
+    decoder it stops with one clear line before any work."""
+    from conftest import run_cli
+
+    code, _, err = run_cli(capsys, "eval", refdavis, "--backend", "sa2va", "--model", SA2VA / "checkpoint", "--sam2-config",
+                           SA2VA / "sam2_tiny_test.yaml", "--inference", "sa2va-i", "--out", tmp_path / "eval")
+    assert code == 2 and "--propagation-weights" in err and "Traceback" not in err

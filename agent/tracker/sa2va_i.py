@@ -100,16 +100,15 @@ class Sa2VAiTracker:
         frames = {p.frame_index for p in prompts if p.embedding is not None}
         return dict(keyframes) | video.read_many(sorted(frames - set(keyframes)))
 
-    def track_logits(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameLogits]:
+    def _propagate(self, run, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator:
         images = self._images(video, prompts, keyframes)
         try:
-            yield from self.stream.track_logits(video, self._as_mask_prompts(video, prompts, images), images)
+            yield from run(video, self._as_mask_prompts(video, prompts, images), images)
         finally:
             self.stream.precomputed.clear()
 
+    def track_logits(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameLogits]:
+        return self._propagate(self.stream.track_logits, video, prompts, keyframes)
+
     def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameMasks]:
-        images = self._images(video, prompts, keyframes)
-        try:
-            yield from self.stream.track(video, self._as_mask_prompts(video, prompts, images), images)
-        finally:
-            self.stream.precomputed.clear()
+        return self._propagate(self.stream.track, video, prompts, keyframes)
