@@ -6,6 +6,7 @@ PY=.venv/bin/python
 $PY benchmarks/lite_fps.py
 $PY benchmarks/sam2_vs_stock.py --frames 16
 $PY benchmarks/sa2va_3obj.py --frames 4
+$PY benchmarks/sa2vai_3obj.py --frames 6 --keyframes 3
 $PY benchmarks/memory_growth.py
 $PY benchmarks/train_synthetic.py --steps 6000
 $PY benchmarks/train_synthetic.py --steps 6000 --contrasts colour shape size
