@@ -41,9 +41,12 @@ class App:
         self.meta = {"rvos_agent": __version__, "backend": backend.name, "model": backend.model, "device": backend.device}
 
     def workspace(self, current: Workspace | None, request: gr.Request | None) -> Workspace:
-        ws = current if current is not None else Workspace(self.assistant, self.limits, self.model_lock)
-        if request is not None and request.session_hash:
-            self.live[request.session_hash] = ws  # so that closing the tab can remove its files at once
+        """This browser session's workspace: from its state, else the one made by an earlier call whose
+        state never came back (it failed), else a new one."""
+        key = request.session_hash if request is not None else None
+        ws = current or (self.live.get(key) if key else None) or Workspace(self.assistant, self.limits, self.model_lock)
+        if key:
+            self.live[key] = ws  # so that closing the tab can remove its files at once
         return ws
 
     def closed(self, request: gr.Request) -> None:
