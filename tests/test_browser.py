@@ -161,6 +161,8 @@ def read_zip(path: Path, into: Path) -> tuple[list[np.ndarray], dict]:
 
 
 def test_upload_ask_watch_click_download(page, swan_clip, refdavis, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
     assert "20 frames, 854×480" in page.upload(swan_clip)
     assert "1 object(s) found" in page.ask("a black swan")
     assert "a black swan" in page.text("#chat") and "How (auto)" in page.text("#chat")  # the trace, folded
@@ -192,6 +194,12 @@ def test_upload_ask_watch_click_download(page, swan_clip, refdavis, tmp_path):
     page.driver.save_screenshot(str(tmp_path / "serve.png"))
     if os.environ.get("RVOS_SCREENSHOT"):  # how the README's picture is made (a .jpg is smaller)
         Image.open(tmp_path / "serve.png").convert("RGB").save(os.environ["RVOS_SCREENSHOT"], quality=85)
+
+    shown = page.find("#frame img")[0].get_attribute("src")
+    number = page.find("#frame-slider input[type=number]")[0]  # the slider's own box: frame 12
+    number.send_keys(Keys.CONTROL, "a")
+    number.send_keys("12", Keys.ENTER)
+    page.wait(30).until(lambda d: page.find("#frame img")[0].get_attribute("src") != shown)
 
 
 def test_two_browsers_keep_their_own_state(server, swan_clip, refdavis, tmp_path):

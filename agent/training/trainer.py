@@ -147,7 +147,8 @@ def train(config: TrainConfig, progress: bool = True, stop_after: int | None = N
     torch.manual_seed(config.seed)
     folder = initial_checkpoint(config, out)
     sa2va_config = checkpoint.read_config(folder)
-    backend = load_sa2va(str(folder), str(accelerator.device), dtype="float32", sam2_config=config.sam2_config)
+    # Sa2VA's own inference: training tunes the decoder that tracks from [SEG] (a Sa2VA-i checkpoint's finetuned one)
+    backend = load_sa2va(str(folder), str(accelerator.device), dtype="float32", sam2_config=config.sam2_config, inference="sa2va")
     model = Sa2VAForTraining(backend.grounder, backend.tracker, config.trainable, config.loss).train()
     data = data_sources(config, out)
     params = [p for p in model.parameters() if p.requires_grad]
