@@ -33,58 +33,70 @@ class Sa2VAiTracker:
         self.finetuned_decoder = finetuned_decoder.to(stream.device).eval()
         stream.resize_through_model_size = True  # the reference: S/4 → S → frame size
 
-    @torch.inference_mode()
-    def keyframe_logits(self, images: Sequence[Image.Image], embeddings: torch.Tensor, keep_features: bool = False) -> torch.Tensor:
-        """The finetuned decoder's low-resolution logits [objects, keyframes, 1, S/4, S/4] from the
-        `[SEG]` embeddings [objects, C] on each keyframe image, without memory. `keep_features`: the
-        propagation that follows takes these frames' image features from here (with the original
-        decoder's convs), so the image encoder runs once per frame."""
-        model, decoder, stream = self.model, self.finetuned_decoder, self.stream
+    def _encode(self, images: Sequence[Image.Image]) -> tuple[list, list]:
+        """The image encoder's feature levels and position encodings for a batch of keyframes."""
+        model, stream = self.model, self.stream
         with stream._autocast():
             backbone = model.image_encoder(torch.cat([stream.preprocess(image) for image in images]))
-            raw = list(backbone["backbone_fpn"][-model.num_feature_levels:])
-            fpn = [decoder.conv_s0(raw[0]), decoder.conv_s1(raw[1]), *raw[2:]]  # the finetuned decoder's own
-            original = [model.sam_mask_decoder.conv_s0(raw[0]), model.sam_mask_decoder.conv_s1(raw[1]), *raw[2:]]
-            for n, image in enumerate(images if keep_features else ()):
-                stream.precomputed[id(image)] = {
-                    "backbone_fpn": [x[n : n + 1].float() for x in original],
-                    "vision_pos_enc": [x[n : n + 1].float() for x in backbone["vision_pos_enc"][-model.num_feature_levels:]],
-                }
-            top = fpn[-1]
-            if model.directly_add_no_mem_embed:
-                top = top + model.no_mem_embed.view(1, -1, 1, 1)
-            count = len(images)
-            padding = (torch.zeros(count, 1, 2, device=stream.device), -torch.ones(count, 1, dtype=torch.int32, device=stream.device))
-            sparse, dense = model.sam_prompt_encoder(points=padding, boxes=None, masks=None)
+        levels = model.num_feature_levels
+        return list(backbone["backbone_fpn"][-levels:]), list(backbone["vision_pos_enc"][-levels:])
+
+    def _decode(self, fpn: list, embeddings: torch.Tensor) -> torch.Tensor:
+        """Low-resolution logits [objects, keyframes, 1, S/4, S/4] of the finetuned decoder, no memory."""
+        model, decoder, stream = self.model, self.finetuned_decoder, self.stream
+        count = len(fpn[0])
+        padding = (torch.zeros(count, 1, 2, device=stream.device), -torch.ones(count, 1, dtype=torch.int32, device=stream.device))
+        with stream._autocast():
+            high_res = [decoder.conv_s0(fpn[0]), decoder.conv_s1(fpn[1])]  # the finetuned decoder's own
+            top = fpn[-1] + model.no_mem_embed.view(1, -1, 1, 1) if model.directly_add_no_mem_embed else fpn[-1]
             logits = []
             for embedding in embeddings.to(stream.device):
-                tokens = torch.cat([sparse, embedding.view(1, 1, -1).expand(count, 1, -1).to(sparse.dtype)], dim=1)
+                with model.language_prompt(embedding.view(1, 1, -1).expand(count, 1, -1)):
+                    sparse, dense = model.sam_prompt_encoder(points=padding, boxes=None, masks=None)
                 masks, ious, _, _ = decoder(
-                    image_embeddings=top, image_pe=model.sam_prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=tokens,
-                    dense_prompt_embeddings=dense, multimask_output=True, repeat_image=False, high_res_features=fpn[:2],
+                    image_embeddings=top, image_pe=model.sam_prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense, multimask_output=True, repeat_image=False, high_res_features=high_res,
                 )
-                best = ious.argmax(dim=1)
-                logits.append(masks[torch.arange(count), best][:, None].float())
+                logits.append(masks[torch.arange(count), ious.argmax(dim=1)][:, None].float())
         return torch.stack(logits)
 
-    def keyframe_masks(self, keyframes: Mapping[int, Image.Image], prompts: Sequence[ObjectPrompt], size: tuple[int, int],
-                       keep_features: bool = False) -> dict:
+    def _propagation_features(self, fpn: list, positions: list, n: int) -> dict:
+        """Keyframe n's features as propagation takes them (levels 0/1 through the original decoder's convs)."""
+        decoder = self.model.sam_mask_decoder
+        with self.stream._autocast():
+            levels = [decoder.conv_s0(fpn[0][n : n + 1]), decoder.conv_s1(fpn[1][n : n + 1]), *(x[n : n + 1] for x in fpn[2:])]
+        return {"backbone_fpn": [x.float() for x in levels], "vision_pos_enc": [x[n : n + 1].float() for x in positions]}
+
+    @torch.inference_mode()
+    def keyframe_logits(self, images: Sequence[Image.Image], embeddings: torch.Tensor) -> torch.Tensor:
+        """The finetuned decoder's low-resolution logits [objects, keyframes, 1, S/4, S/4] from the
+        `[SEG]` embeddings [objects, C] on each keyframe image, without memory."""
+        return self._decode(self._encode(images)[0], embeddings)
+
+    def keyframe_masks(self, keyframes: Mapping[int, Image.Image], prompts: Sequence[ObjectPrompt], size: tuple[int, int]) -> dict:
         """(object id, frame) → bool mask at frame size, for every `[SEG]`-prompted object and keyframe."""
+        return self._keyframe_masks_and_features(keyframes, prompts, size)[0]
+
+    @torch.inference_mode()
+    def _keyframe_masks_and_features(self, keyframes: Mapping[int, Image.Image], prompts: Sequence[ObjectPrompt],
+                                     size: tuple[int, int]) -> tuple[dict, dict]:
+        """The keyframe masks, and the keyframes' features for propagation: the image encoder runs once."""
         embedded = [p for p in prompts if p.embedding is not None]
+        if not embedded:
+            return {}, {}
         frames = sorted({p.frame_index for p in embedded})
         objects = sorted({p.object_id for p in embedded})
-        if not embedded:
-            return {}
         embedding_of = {p.object_id: torch.as_tensor(p.embedding) for p in embedded}
-        logits = self.keyframe_logits([keyframes[t] for t in frames], torch.stack([embedding_of[i] for i in objects]), keep_features)
+        fpn, positions = self._encode([keyframes[t] for t in frames])
+        logits = self._decode(fpn, torch.stack([embedding_of[i] for i in objects]))
         width, height = size
         masks = F.interpolate(logits.flatten(0, 1), size=(height, width), mode="bilinear", align_corners=False) > 0
         masks = masks.view(len(objects), len(frames), height, width).cpu().numpy()
         wanted = {(p.object_id, p.frame_index) for p in embedded}
-        return {(i, t): masks[n, k] for n, i in enumerate(objects) for k, t in enumerate(frames) if (i, t) in wanted}
+        decoded = {(i, t): masks[n, k] for n, i in enumerate(objects) for k, t in enumerate(frames) if (i, t) in wanted}
+        return decoded, {t: self._propagation_features(fpn, positions, k) for k, t in enumerate(frames)}
 
-    def _as_mask_prompts(self, video: VideoSource, prompts: Sequence[ObjectPrompt], images: Mapping[int, Image.Image]) -> list:
-        decoded = self.keyframe_masks(images, prompts, video.size, keep_features=True)
+    def _as_mask_prompts(self, decoded: dict, prompts: Sequence[ObjectPrompt]) -> list:
         converted = []
         for prompt in prompts:
             mask = decoded.get((prompt.object_id, prompt.frame_index))
@@ -96,16 +108,11 @@ class Sa2VAiTracker:
                 converted.append(replace(prompt, embedding=None, mask=mask))
         return converted
 
-    def _images(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> dict:
-        frames = {p.frame_index for p in prompts if p.embedding is not None}
-        return dict(keyframes) | video.read_many(sorted(frames - set(keyframes)))
-
     def _propagate(self, run, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator:
-        images = self._images(video, prompts, keyframes)
-        try:
-            yield from run(video, self._as_mask_prompts(video, prompts, images), images)
-        finally:
-            self.stream.precomputed.clear()
+        frames = {p.frame_index for p in prompts if p.embedding is not None}
+        images = dict(keyframes) | video.read_many(sorted(frames - set(keyframes)))
+        decoded, features = self._keyframe_masks_and_features(images, prompts, video.size)
+        return run(video, self._as_mask_prompts(decoded, prompts), images, features=features)
 
     def track_logits(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameLogits]:
         return self._propagate(self.stream.track_logits, video, prompts, keyframes)

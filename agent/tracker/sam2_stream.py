@@ -128,7 +128,6 @@ class SAM2StreamTracker:
         self._horizon = max(model.num_maskmem, model.max_obj_ptrs_in_encoder)
         self.last_memory_frames: list[int] = []  # frames held per object group (for long-video checks)
         self.resize_through_model_size = False  # every prompt kind's logits go S/4 → S → frame size (Sa2VA-i)
-        self.precomputed: dict[int, dict] = {}  # id(image) → `_features` of it, filled by a caller for one call
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -142,8 +141,6 @@ class SAM2StreamTracker:
         return ((pixels - self._mean) / self._std)[None]
 
     def _features(self, image: Image.Image) -> dict:
-        if id(image) in self.precomputed:  # a keyframe whose image features were computed already
-            return self.precomputed[id(image)]
         with self._autocast():
             out = self.model.forward_image(self.preprocess(image))
         return {key: [x.float() for x in out[key]] for key in ("backbone_fpn", "vision_pos_enc")}
@@ -254,9 +251,12 @@ class SAM2StreamTracker:
 
     @torch.inference_mode()
     def track_logits(
-        self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]
+        self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image],
+        features: Mapping[int, dict] | None = None,
     ) -> Iterator[FrameLogits]:
-        """SAM 2 logits per frame, in frame order (frames before an object's first prompt tracked backwards)."""
+        """SAM 2 logits per frame, in frame order (frames before an object's first prompt tracked backwards).
+        `features`: frame → image features a caller computed already (`_features`' form), used as they are."""
+        features = features or {}
         groups = _group_prompts(prompts, one_per_object=self.motion_aware)
         for group in groups:
             group.motion = MotionPrior() if self.motion_aware else None
@@ -267,7 +267,7 @@ class SAM2StreamTracker:
         images = dict(keyframes) | video.read_many(missing)
         # 1) prompted keyframes: conditioning frames, run without memory, then their memory encoded
         for t in cond_frames:
-            backbone_out = self._features(images[t])
+            backbone_out = features.get(t) or self._features(images[t])
             for group in groups:
                 if t in group.tokens:
                     self._step(group, t, backbone_out, num_frames, conditioning=True)
@@ -290,7 +290,7 @@ class SAM2StreamTracker:
                     if group.motion is not None:  # the filter follows from each prompted frame on
                         group.motion.start(out["pred_masks"][0, 0])
                 elif t > group.first_frame:
-                    backbone_out = backbone_out or self._features(image)
+                    backbone_out = backbone_out or features.get(t) or self._features(image)
                     out = self._step(group, t, backbone_out, num_frames, conditioning=False)
                     self._forget(group, t)
                 else:
@@ -304,10 +304,11 @@ class SAM2StreamTracker:
             yield FrameLogits(t, image, logits, scores, self._size, via_size)
 
     def track(
-        self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]
+        self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image],
+        features: Mapping[int, dict] | None = None,
     ) -> Iterator[FrameMasks]:
         width, height = video.size
-        for frame in self.track_logits(video, prompts, keyframes):
+        for frame in self.track_logits(video, prompts, keyframes, features):
             masks = {}
             for object_id in frame.low_res:
                 masks[object_id] = (frame.resized(object_id, height, width) > 0).cpu().numpy()
