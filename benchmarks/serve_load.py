@@ -17,31 +17,15 @@ import tempfile
 import threading
 import time
 import zipfile
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import encode_video  # noqa: E402  (the tests' encoder: a person's upload, as H.264)
 SHARED = ROOT.parent / "shared" / "data" / "refdavis-mini3"
 RESULTS = ROOT / "benchmarks" / "results" / "serve_load.json"
-
-
-def encode_mp4(frames: Path, path: Path, fps: int = 24) -> int:
-    import av
-    from PIL import Image
-
-    files = sorted(frames.glob("*.jpg"))
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height = Image.open(files[0]).size
-        stream.pix_fmt = "yuv420p"
-        for file in files:
-            for packet in stream.encode(av.VideoFrame.from_image(Image.open(file).convert("RGB"))):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return len(files)
 
 
 def read_results(folder: Path) -> tuple[list[np.ndarray], list[dict]]:
@@ -98,7 +82,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="serve-load-"))
     video = work / f"{args.video}.mp4"
-    frames = encode_mp4(SHARED / "JPEGImages" / args.video, video)
+    frames = encode_video(SHARED / "JPEGImages" / args.video, video, "libx264")
     subprocess.run([sys.executable, "-m", "agent", "segment", str(video), args.question, "--out", str(work / "reference")], check=True,
                    cwd=ROOT, capture_output=True)
     reference = read_results(work / "reference")
