@@ -29,6 +29,31 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
                         help="SAM 2 tracking with SAMURAI-style motion-aware memory (Kalman box re-ranking, confident frames only)")
 
 
+def _add_planner_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("planner", "an outside multimodal LLM on an OpenAI-compatible server plans over the tools "
+                                      "(key: $RVOS_PLANNER_API_KEY or $OPENAI_API_KEY)")
+    group.add_argument("--planner", metavar="URL", help="the server's address, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama, llama.cpp, …)")
+    group.add_argument("--planner-model", metavar="NAME", help="the model the server serves, e.g. Qwen/Qwen2.5-VL-7B-Instruct")
+    group.add_argument("--planner-protocol", choices=["auto", "tools", "json"], default="auto",
+                       help="tools: tool calls; json: one JSON reply under the server's structured output; auto: tools, else json")
+    group.add_argument("--planner-max-calls", type=int, default=8, help="tool calls per question (default 8)")
+    group.add_argument("--planner-max-seconds", type=float, default=300, help="seconds per question (default 300)")
+    group.add_argument("--planner-retries", type=int, default=2, help="unusable replies retried, the error shown to the model (default 2)")
+    group.add_argument("--planner-candidates", type=int, default=5, help="most candidates one find returns (default 5)")
+
+
+def _planner(args: argparse.Namespace):
+    """The planner's config from the flags (checked before any model loads), or None."""
+    if not getattr(args, "planner", None):
+        if getattr(args, "planner_model", None):
+            raise UserError("--planner-model needs --planner URL (the server's address)")
+        return None
+    from agent.planner import PlannerConfig
+
+    return PlannerConfig(args.planner, args.planner_model or "", args.planner_protocol, args.planner_max_calls, args.planner_max_seconds,
+                         args.planner_retries, args.planner_candidates).check()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rvos", description="Referring video object segmentation.")
     parser.add_argument("--version", action="version", version=f"rvos-agent {__version__}")
@@ -52,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="talk about a video: multi-turn questions and segmentation requests")
     chat.add_argument("video", help="video file, folder of frames, or image")
     _add_backend_options(chat)
-    chat.add_argument("--mode", choices=["auto", "direct", "reasoning"], default="auto", help="how instructions are answered")
+    _add_planner_options(chat)
+    chat.add_argument("--mode", choices=["auto", "direct", "reasoning", "planner"], default="auto",
+                      help="how instructions are answered (auto with --planner: planner)")
     chat.add_argument("--answer", help=argparse.SUPPRESS)
     chat.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -71,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="referring: ground each expression (default); semi: DAVIS semi-supervised, the first annotated frame's masks as the prompt")
     evaluate.add_argument("--out", required=True, help="evaluation folder (re-run the same command to resume)")
     _add_backend_options(evaluate)
+    _add_planner_options(evaluate)
     evaluate.add_argument("--answer", help="force the model's answer (teacher forcing)")
     evaluate.add_argument("--ray", metavar="auto|ADDRESS", help="distribute videos over a Ray cluster (auto: running one, else local)")
     evaluate.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else 2)")
@@ -79,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     weights = sub.add_parser("weights", help="offline weights of backends that ship them")
     weights_sub = weights.add_subparsers(dest="action", required=True)
     fetch = weights_sub.add_parser("fetch", help="fetch, verify and convert a backend's weights into $RVOS_HOME")
-    fetch.add_argument("backend", choices=["lite"], help="which backend's weights")
+    fetch.add_argument("backend", choices=["lite", "planner-test"],
+                       help="lite: the offline backend's weights; planner-test: Gemma 3 270M (GGUF) for the planner's end-to-end test")
     fetch.add_argument("--force", action="store_true", help="fetch again even if present")
     fetch.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -99,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="a web page to talk to videos, look at the masks and correct them (one model, many browsers)")
     _add_backend_options(serve)
+    _add_planner_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --auth)")
     serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     serve.add_argument("--concurrency", type=int, default=2, help="jobs in progress at a time; the model itself runs one at a time (default 2)")
@@ -154,7 +184,7 @@ def _chat(args: argparse.Namespace) -> int:
     from agent.video.source import VideoSource
 
     video = VideoSource.open(args.video)  # bad input fails before a model loads
-    assistant = Assistant.load(args.backend, args.model, args.device, **_backend_options(args))
+    assistant = Assistant.load(args.backend, args.model, args.device, planner=_planner(args), **_backend_options(args))
     return run_chat(assistant.open(video), mode=args.mode)
 
 
@@ -182,7 +212,9 @@ def _eval(args: argparse.Namespace) -> int:
     from agent.evaluation.runner import EvalJob, run_evaluation
 
     resolve_device(args.device)  # fail before any work
-    job = EvalJob(args.root, args.dataset, args.split, args.backend, args.out, args.model, args.device, _backend_options(args))
+    job = EvalJob(args.root, args.dataset, args.split, args.backend, args.out, args.model, args.device, _backend_options(args), _planner(args))
+    if job.planner is not None and args.protocol == "semi":
+        raise UserError("the planner grounds language: it has no part in --protocol semi (masks as prompts); drop --planner")
     if args.protocol == "semi":
         from agent.evaluation.semi import run_semi_supervised
 
@@ -202,6 +234,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _weights(args: argparse.Namespace) -> int:
+    if args.backend == "planner-test":
+        from agent.planner import small_model
+
+        small_model.fetch(force=args.force)
+        return 0
     from agent.backends.lite import weights
 
     weights.fetch(force=args.force)
@@ -243,7 +280,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     limits = Limits(max_upload_mb=args.max_upload_mb, max_frames=args.max_frames, max_side=args.max_side)
     options = ServeOptions(args.backend, args.model, args.device, args.host, args.port, args.concurrency, args.auth, limits,
-                           args.idle_minutes, args.examples)
+                           args.idle_minutes, args.examples, _planner(args))
     serve(options, _backend_options(args))
     return 0
 

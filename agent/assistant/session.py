@@ -3,7 +3,9 @@
 Modes: `direct` grounds the instruction as written; `reasoning` lets the model think in text
 first, grounds the expression it settled on, shows it its own masked keyframes to verify, and
 retries with that feedback a bounded number of times; `auto` answers directly and switches to
-reasoning when the direct answer fails verification. Every step lands in the reply's trace.
+reasoning when the direct answer fails verification; `planner` hands the question to an outside
+multimodal LLM that calls the session's tools (`find`, then choose; see `agent.planner`), and is
+what `auto` means when the assistant has a planner. Every step lands in the reply's trace.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Union
 import numpy as np
 from tqdm.auto import tqdm
 
+from agent.assistant.candidates import Candidates, collect
 from agent.assistant.objects import ObjectStore, SessionObject
 from agent.assistant.reply import Reply, Step
 from agent.backends.base import Backend
@@ -32,7 +35,7 @@ from agent.writers.rle import decode_rle, encode_rle
 # True: a progress bar (terminal or notebook); a callable: called with (frames done, frames in all, what)
 Progress = Union[bool, Callable[[int, int, str], None]]
 
-MODES = ("auto", "direct", "reasoning")
+MODES = ("auto", "direct", "reasoning", "planner")
 SAME_OBJECT_IOU = 0.5  # mean keyframe IoU above which a new mask is an earlier turn's object
 MEET_IOU = 0.9  # a re-track going back towards an earlier prompt stops where it agrees this well with the old track
 
@@ -40,28 +43,34 @@ MEET_IOU = 0.9  # a re-track going back towards an earlier prompt stops where it
 class Assistant:
     """A backend you can talk to about videos."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, planner: Any = None):
         self.backend = backend
+        self.planner = planner  # an agent.planner.PlannerConfig, or None
 
     @classmethod
-    def load(cls, backend: str = "auto", model: str | None = None, device: str = "auto", **options: Any) -> Assistant:
-        """By backend name (`lite`, `sa2va`) and, for `sa2va`, a hub id or checkpoint folder."""
+    def load(cls, backend: str = "auto", model: str | None = None, device: str = "auto", planner: Any = None, **options: Any) -> Assistant:
+        """By backend name (`lite`, `sa2va`) and, for `sa2va`, a hub id or checkpoint folder; `planner`:
+        a `PlannerConfig` (an OpenAI-compatible endpoint and model) that plans over the backend's tools."""
         from agent.backends import load_backend
 
-        return cls(load_backend(backend, model, device, **options))
+        if planner is not None:
+            planner.check()  # before a model loads
+        return cls(load_backend(backend, model, device, **options), planner)
 
     from_pretrained = load
 
     def open(self, video: Any, keyframes: list[int] | None = None, progress: Progress = True) -> Session:
-        return Session(self.backend, video, keyframes, progress)
+        return Session(self.backend, video, keyframes, progress, self.planner)
 
 
 class Session:
     """A conversation about one video. Objects keep their ids across turns; language and a person's
     clicks, boxes and masks mix freely, and a correction re-tracks only the frames it changes."""
 
-    def __init__(self, backend: Backend, video: Any, keyframes: list[int] | None = None, progress: Progress = True):
+    def __init__(self, backend: Backend, video: Any, keyframes: list[int] | None = None, progress: Progress = True,
+                 planner: Any = None):
         self.backend = backend
+        self.planner = planner
         self.video = VideoSource.open(video)
         self.keyframe_indices = select_keyframes(len(self.video), backend.keyframe_count, backend.keyframe_strategy, keyframes)
         self.keyframes = self.video.read_many(self.keyframe_indices)  # decoded once for the whole session
@@ -110,15 +119,18 @@ class Session:
             taken.add(mapping[object_id])
         return mapping
 
-    def _materialize(self, question: str, grounding: Grounding, trace: list[Step], mode: str) -> tuple[Reply, dict]:
-        """Track the grounded objects through the video into a reply, streaming: each frame's masks
-        become RLE as they come; only the keyframes' are also kept decoded, to match earlier objects."""
+    def _materialize(self, question: str, grounding: Grounding, trace: list[Step], mode: str,
+                     tracked: Iterator[FrameMasks] | None = None) -> tuple[Reply, dict]:
+        """Track the grounded objects through the video into a reply (or take `tracked`, tracks made
+        earlier), streaming: each frame's masks become RLE as they come; only the keyframes' are also
+        kept decoded, to match earlier objects."""
         reply = Reply(question, grounding.answer, self.video, keyframes=list(self.keyframe_indices), trace=trace, mode=mode)
         if not grounding.prompts:
             return reply, {}
         frames, keyframe_masks = [], {}
-        tracked = self.backend.tracker.track(self.video, grounding.prompts, self.keyframes)
-        for frame in self._tracked(tracked, len(self.video), "track"):
+        if tracked is None:
+            tracked = self._tracked(self.backend.tracker.track(self.video, grounding.prompts, self.keyframes), len(self.video), "track")
+        for frame in tracked:
             frames.append({i: encode_rle(m) for i, m in frame.masks.items()})
             if frame.frame_index in self.keyframes:
                 keyframe_masks[frame.frame_index] = frame.masks
@@ -183,7 +195,13 @@ class Session:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         trace: list[Step] = []
-        if mode == "reasoning":
+        if mode == "planner" or (mode == "auto" and self.planner is not None):
+            if self.planner is None:
+                raise UserError("mode planner needs a planner: pass --planner URL --planner-model NAME (or Assistant.load(..., planner=...))")
+            from agent.planner import run_planner
+
+            reply = run_planner(self, question, trace, self.planner)
+        elif mode == "reasoning":
             reply = self._reasoning(question, trace, max_retries)
         else:
             reply, verdict = self._direct(question, trace, mode)
@@ -194,6 +212,36 @@ class Session:
         self._keep(reply)
         self.history += [Turn("user", question), Turn("assistant", reply.answer)]
         self.replies.append(reply)
+        return reply
+
+    # --- candidates first, then a choice (the planner's tools) ---------------------------------
+    def find(self, phrase: str, limit: int = 5) -> Candidates:
+        """Every candidate the backend sees for a short phrase (at most `limit`), each tracked through
+        the whole video. Nothing is kept in the session until `choose`."""
+        phrase = check_instruction(phrase)
+        grounder = self.backend.grounder
+        if hasattr(grounder, "candidates"):
+            grounding = grounder.candidates(self.keyframes, phrase, self.history, limit=limit)
+        else:  # a grounder that only chooses: its chosen objects are the candidates
+            grounding = grounder.ground(self.keyframes, phrase, self.history)
+        tracked = self.backend.tracker.track(self.video, grounding.prompts, self.keyframes) if grounding.prompts else iter(())
+        return collect(phrase, grounding, self._tracked(tracked, len(self.video), "find"), self.video.size)
+
+    def choose(self, question: str, answer: str, chosen: Sequence[tuple[Candidates, int]], trace: list[Step], mode: str = "planner") -> Reply:
+        """A reply with the chosen candidates (from one or more `find`s) as objects, their tracks as found."""
+        numbered = {n: pick for n, pick in enumerate(chosen, 1)}
+        prompts = [replace(p, object_id=n) for n, (found, number) in numbered.items()
+                   for p in found.grounding.prompts if p.object_id == number]
+        objects = {n: f"{found.phrase}: {found.masklets[number].label}" for n, (found, number) in numbered.items()}
+
+        def tracked() -> Iterator[FrameMasks]:
+            for t in range(len(self.video)):
+                masks = {}
+                for n, (found, number) in numbered.items():
+                    masks[n] = found.masks(t, [number]).get(number, np.zeros(self.video.size[::-1], bool))
+                yield FrameMasks(t, masks)
+
+        reply, _ = self._materialize(question, Grounding(answer, prompts, objects), trace, mode, tracked() if chosen else None)
         return reply
 
     def _keep(self, reply: Reply) -> None:

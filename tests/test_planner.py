@@ -1,0 +1,195 @@
+"""The planner's control flow against a scripted OpenAI-compatible endpoint (httpx's mock transport under
+the real `openai` client), with the real lite backend doing the finding and tracking."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+
+from agent.assistant.session import Session
+from agent.errors import UserError
+from agent.planner import PlannerConfig, PlannerError
+from tests.conftest import encode_video, run_cli
+
+
+def _completion(message: dict) -> dict:
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": None, **message}}]}
+
+
+def tool(name: str, **arguments) -> dict:
+    """A reply that calls one tool (the tools protocol)."""
+    return {"tool_calls": [{"id": f"c-{name}", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}]}
+
+
+def text(content: str) -> dict:
+    return {"content": content}
+
+
+class ScriptedPlanner:
+    """Answers each chat-completions request with the next scripted reply (a message, or an httpx.Response,
+    or an exception to raise), and keeps the requests."""
+
+    def __init__(self, *replies):
+        self.replies, self.requests = list(replies), []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(json.loads(request.content))
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply if isinstance(reply, httpx.Response) else httpx.Response(200, json=_completion(reply))
+
+    def config(self, **options) -> PlannerConfig:
+        return PlannerConfig("http://planner.test/v1", "scripted", http_client=httpx.Client(transport=httpx.MockTransport(self)), **options)
+
+
+def _images(message: dict) -> int:
+    content = message.get("content")
+    return sum(1 for part in content if part.get("type") == "image_url") if isinstance(content, list) else 0
+
+
+@pytest.fixture(scope="module")
+def swan_session(lite_assistant, refdavis, tmp_path_factory):
+    """Eight frames of blackswan: enough for tracks, short enough to find in seconds."""
+    path = tmp_path_factory.mktemp("planner") / "swan8.mp4"
+    encode_video(refdavis / "JPEGImages" / "blackswan", path, "libx264", limit=8)
+    return lite_assistant.open(path, progress=False)
+
+
+def _session(swan_session, planner: ScriptedPlanner, **options) -> Session:
+    return Session(swan_session.backend, swan_session.video, progress=False, planner=planner.config(**{"candidates": 2, **options}))
+
+
+def test_find_tracks_every_candidate_through_the_video(swan_session):
+    found = swan_session.find("swan")
+    assert found.numbers and len(found.rle) == len(swan_session.video)
+    first = found.masklets[found.numbers[0]]
+    assert first.frames, "the best candidate is visible somewhere"
+    mask = found.masks(first.frames[0])[first.number]
+    ys, xs = np.nonzero(mask)
+    assert first.boxes[first.frames[0]] == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert f"#{first.number} " in found.table() and "visible on frames" in found.table()
+    assert found.image(swan_session.keyframes).width == 2 * 448
+    moved = found.renumbered(10)
+    assert moved.numbers == [n + 10 for n in found.numbers]
+    assert {p.object_id for p in moved.grounding.prompts} <= set(moved.numbers)
+    assert np.array_equal(moved.masks(first.frames[0])[first.number + 10], mask)
+
+
+def test_find_then_select_gives_the_candidates_tracks(swan_session):
+    found = swan_session.find("swan", limit=2)
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="the black swan swimming"))
+    session = _session(swan_session, planner)
+    reply = session.ask("the black swan")
+    assert reply.mode == "planner" and reply.answer == "the black swan swimming"
+    assert list(reply.objects) == [1]
+    for frame in (0, len(session.video) // 2, len(session.video) - 1):
+        assert np.array_equal(reply.masks(frame)[1], found.masks(frame)[1])
+    assert session.objects.objects[1].description.startswith("swan: ")  # kept as a session object
+    first, second = planner.requests
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "find"}}
+    assert _images(first["messages"][1]) == 1, "the keyframes go with the question"
+    assert first["messages"][1]["content"][0]["text"].count("the black swan") == 1
+    assert {t["function"]["name"] for t in second["tools"]} == {"find", "inspect", "select", "none", "answer"}
+    assert second["tool_choice"] == "required"
+    roles = [m["role"] for m in second["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "user"]
+    assert "#1 " in second["messages"][3]["content"] and _images(second["messages"][4]) == 1
+    steps = [s for s in reply.trace if s.kind == "tool"]
+    assert [s.detail["tool"] for s in steps] == ["find", "select"]
+    assert steps[0].detail["arguments"] == {"phrase": "swan"} and len(steps[0].detail["images"]) == 1
+    assert "#1 " in steps[0].detail["result"]
+    assert reply.trace[0].kind == "plan" and reply.trace[-1].kind == "answer"
+
+
+def test_inspect_then_answer_ends_without_masks(swan_session):
+    planner = ScriptedPlanner(tool("find", phrase="bird"), tool("inspect", ids=[1], frames=[0, 5]), tool("inspect", ids=[99]),
+                              tool("answer", text="It is swimming to the right."))
+    session = _session(swan_session, planner)
+    reply = session.ask("what is the swan doing?")
+    assert reply.answer == "It is swimming to the right." and not reply.objects and not reply.has_masks
+    inspect, unknown = [s for s in reply.trace if s.kind == "tool"][1:3]
+    assert inspect.detail["result"].count("frame ") == 2 and len(inspect.detail["images"]) == 1
+    assert unknown.detail["result"].startswith("error: there is no candidate #99")
+    assert _images(planner.requests[2]["messages"][-1]) == 1, "the crops are sent"
+
+
+def test_unusable_replies_are_sent_back_then_bounded(swan_session):
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids="one"), text("I think it is #1."),
+                              tool("select", ids=[1], reason="it"))
+    reply = _session(swan_session, planner, protocol="tools").ask("the swan")  # (auto would move to json on a text reply)
+    assert list(reply.objects) == [1]
+    retries = [s for s in reply.trace if s.kind == "retry"]
+    assert len(retries) == 2 and "do not fit its schema" in retries[0].text and "no tool call" in retries[1].text
+    last = planner.requests[-1]["messages"]
+    assert "could not be used" in last[-1]["content"] and "could not be used" in last[-3]["content"]
+
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("nothing"), tool("nothing"), tool("nothing"))
+    session = _session(swan_session, planner)
+    with pytest.raises(PlannerError, match="after 2 retries.*'nothing' cannot be called now"):
+        session.ask("the swan")
+    assert not session.replies and not session.objects.objects and not session.history, "a failed question changes nothing"
+
+
+def test_the_budget_forces_an_ending(swan_session):
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="it"))
+    _session(swan_session, planner, max_calls=2).ask("the swan")
+    assert {t["function"]["name"] for t in planner.requests[1]["tools"]} == {"select", "none", "answer"}
+
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("find", phrase="bird"), tool("none", reason="no such thing"))
+    reply = _session(swan_session, planner, max_calls=3).ask("the purple swan")
+    assert reply.answer == "no such thing" and not reply.objects
+    assert "One call is left" in planner.requests[2]["messages"][-2]["content"]
+
+
+def test_auto_moves_to_json_when_the_server_has_no_tool_calling(swan_session):
+    refused = httpx.Response(400, json={"error": {"message": "tools are not supported"}})
+    llama_style = httpx.Response(500, json={"error": {"message": "response_format: Input should be 'text' or 'json_object'"}})
+    planner = ScriptedPlanner(refused, llama_style, llama_style, text(json.dumps({"tool": "find", "arguments": {"phrase": "swan"}})),
+                              text(json.dumps({"tool": "select", "arguments": {"ids": [1], "reason": "it"}})))
+    reply = _session(swan_session, planner).ask("the swan")
+    assert list(reply.objects) == [1]
+    # the client tries a 5xx once more itself; then the older llama.cpp dialect
+    assert "tools" in planner.requests[0] and planner.requests[1]["response_format"]["type"] == "json_schema"
+    schema = planner.requests[3]["response_format"]["schema"]
+    assert planner.requests[3]["response_format"]["type"] == "json_object"
+    assert [option["properties"]["tool"]["const"] for option in schema["anyOf"]] == ["find"]
+    assert "tools" not in planner.requests[4] and '"tool": "<name>"' in planner.requests[4]["messages"][0]["content"]
+    assert sum(s.kind == "switch" for s in reply.trace) == 2
+
+    planner = ScriptedPlanner(text("Sure! Let me look."), text(json.dumps({"tool": "find", "arguments": {"phrase": "swan"}})),
+                              text(json.dumps({"tool": "none", "arguments": {"reason": "none"}})))
+    reply = _session(swan_session, planner).ask("the swan")
+    assert "response_format" in planner.requests[1] and reply.trace[1].kind == "switch"
+
+
+@pytest.mark.parametrize("reply, message", [
+    (httpx.Response(401, json={"error": {"message": "bad key"}}), "refused the key .401.; set RVOS_PLANNER_API_KEY"),
+    (httpx.Response(404, json={"error": {"message": "no such model"}}), "has no model 'scripted'"),
+    (httpx.ReadTimeout("slow"), "did not answer within"),
+    (httpx.ConnectError("refused"), "cannot be reached"),
+])
+def test_endpoint_failures_are_one_clear_line(swan_session, reply, message):
+    planner = ScriptedPlanner(reply, reply, reply)
+    with pytest.raises(PlannerError, match=message):
+        _session(swan_session, planner).ask("the swan")
+
+
+def test_config_and_command_line_refusals(capsys, swan_clip):
+    with pytest.raises(UserError, match="http"):
+        PlannerConfig("localhost:8000", "m").check()
+    with pytest.raises(UserError, match="--planner-model"):
+        PlannerConfig("http://127.0.0.1:8000/v1", "").check()
+    code, _, err = run_cli(capsys, "chat", str(swan_clip), "--planner", "127.0.0.1:8000", "--planner-model", "m")
+    assert code == 2 and "--planner must be the server's http(s) address" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, "eval", str(swan_clip), "--out", "x", "--planner-model", "m")
+    assert code == 2 and "--planner-model needs --planner URL" in err
+
+
+def test_mode_planner_needs_a_planner(swan_session):
+    with pytest.raises(UserError, match="needs a planner"):
+        swan_session.ask("the swan", mode="planner")
