@@ -198,3 +198,37 @@ def test_config_and_command_line_refusals(capsys, swan_clip):
 def test_mode_planner_needs_a_planner(swan_session):
     with pytest.raises(UserError, match="needs a planner"):
         swan_session.ask("the swan", mode="planner")
+
+
+def test_the_web_page_asks_the_planner(lite_assistant, swan_session):
+    import threading
+
+    from agent.assistant import Assistant
+    from agent.serve.workspace import Limits, Workspace
+
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="the swan"))
+    workspace = Workspace(Assistant(lite_assistant.backend, planner.config(candidates=1)), Limits(), threading.Lock())
+    workspace.open_upload(swan_session.video.path)
+    progress = []
+    reply = workspace.ask("the swan", "auto", lambda done, total, what: progress.append(what))
+    assert reply.mode == "planner" and list(reply.objects) == [1] and "planner" in progress and "find" in progress
+    how = workspace.messages[-1]
+    assert how["metadata"]["title"] == "How (planner)" and 'find({"phrase": "swan"})' in how["content"]
+
+
+def test_eval_asks_each_expression_through_the_planner(lite_assistant, refdavis, tmp_path):
+    from agent.evaluation.datasets import read_dataset
+    from agent.evaluation.runner import evaluate_expression
+
+    expression = next(e for e in read_dataset(refdavis).expressions if e.video == "blackswan")
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="the swan"))
+    record = evaluate_expression(lite_assistant.backend, expression, tmp_path, planner.config(candidates=1))
+    assert record["answer"] == "the swan" and record["objects"] == 1 and record["scores"]["JF"] > 0.5
+    assert len(list((tmp_path / "predictions" / "blackswan" / expression.exp_id).glob("*.png"))) == record["frames"]
+    planner = ScriptedPlanner(httpx.ConnectError("refused"), httpx.ConnectError("refused"))
+    from agent.evaluation.runner import evaluate_video
+
+    with pytest.raises(PlannerError, match="cannot be reached"):  # the same for every expression: stop, say it once
+        evaluate_video(lite_assistant.backend, [e for e in read_dataset(refdavis).expressions if e.video == "libby"], tmp_path / "b",
+                       planner.config())
+    assert not (tmp_path / "b" / "predictions").exists() and not (tmp_path / "b" / "failures").exists()
