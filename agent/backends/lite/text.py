@@ -31,10 +31,18 @@ class Query:
     motion: str | None = None  # "moving" or "still"
     direction: str | None = None  # of the motion: left/right/up/down
     plural: bool = False
+    imagenet: list[int] = field(default_factory=list)  # ImageNet classes the noun names (the classifier's vocabulary)
+    imagenet_name: str | None = None  # how: a group ("dog") or the closest class name ("flamingo")
+    imagenet_similarity: float = 0.0
 
     @property
     def class_name(self) -> str | None:
         return None if self.class_index is None else VOCABULARY["classes"][self.class_index]["name"]
+
+    @property
+    def imagenet_first(self) -> bool:
+        """The noun names an ImageNet class better than any detector class ("lion", "kangaroo")."""
+        return bool(self.imagenet) and self.imagenet_similarity > self.class_similarity + 0.05
 
 
 def words_of(text: str) -> list[str]:
@@ -70,6 +78,31 @@ class ClassMatcher:
                 names.append(word)
         return np.array(owners), self.model.encode(names, normalize_embeddings=True)
 
+    @cached_property
+    def _imagenet(self) -> np.ndarray:
+        from agent.backends.lite.classifier import imagenet_names
+
+        return self.model.encode(imagenet_names(), normalize_embeddings=True)
+
+    def imagenet(self, word: str) -> tuple[list[int], str, float] | None:
+        """The ImageNet classes a noun names: a class's own name ("flamingo", "jeep"), else the smallest
+        group that lists the word ("duck", "kangaroo"), else the class names within 0.05 of the closest
+        one when that is above `imagenet_threshold`."""
+        from agent.backends.lite.classifier import imagenet_names
+
+        similarity = (self.model.encode([word], normalize_embeddings=True) @ self._imagenet.T)[0]
+        best = float(similarity.max())
+        closest = [int(i) for i in np.flatnonzero(similarity >= best - 0.05)]
+        if best >= 0.95:
+            return closest, imagenet_names()[int(similarity.argmax())], best
+        groups = [(name, g) for name, g in VOCABULARY["imagenet_groups"].items() if not name.startswith("_") and word in g["words"]]
+        if groups:
+            name, group = min(groups, key=lambda item: sum(b - a + 1 for a, b in item[1]["ranges"]))
+            return [i for a, b in group["ranges"] for i in range(a, b + 1)], name, 1.0
+        if best < VOCABULARY["imagenet_threshold"]:
+            return None
+        return closest, imagenet_names()[int(similarity.argmax())], best
+
     def best(self, words: list[str]) -> list[tuple[int, float]]:
         """Per word: (class index, similarity) of its closest class name."""
         if not words:
@@ -97,6 +130,10 @@ def parse(text: str, matcher: ClassMatcher) -> Query:
             break
     if query.noun is None and candidates:
         query.noun = candidates[0]
+    if query.noun is not None:
+        named = matcher.imagenet(_singular(query.noun))
+        if named:
+            query.imagenet, query.imagenet_name, query.imagenet_similarity = named
     query.plural = query.plural or "them" in words or "they" in words
     query.plural = any(w in VOCABULARY["plural_words"] for w in words) or (
         query.noun is not None and query.noun != _singular(query.noun) and query.noun not in ("bus", "glass")

