@@ -86,6 +86,7 @@ class PlannerClient:
         self.protocol = "tools" if config.protocol == "auto" else config.protocol
         self.json_format = "json_schema"  # OpenAI's; "json_object" with a "schema" is llama.cpp's older dialect
         self.schemas = tool_schemas()
+        self.refusal = ""  # the last refusal that changed the protocol or format, for the trace
         self.client = OpenAI(base_url=config.url, api_key=config.api_key(), max_retries=1, http_client=http_client)
 
     # --- messages ------------------------------------------------------------------------------
@@ -102,16 +103,16 @@ class PlannerClient:
                 messages.append({"role": "assistant", "content": "", "tool_calls": [{"id": call.id, "type": "function", "function": function}]})
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": exchange.result})
                 if exchange.images:
-                    messages.append({"role": "user", "content": _content(f"The image {call.tool} returned.", exchange.images)})
+                    messages.append({"role": "user", "content": _content(render("tool_image", "planner", tool=call.tool), exchange.images)})
             else:
                 messages.append({"role": "assistant", "content": json.dumps({"tool": call.tool, "arguments": call.arguments})})
                 messages.append({"role": "user", "content": _content(exchange.result, exchange.images)})
         for reply, error in conversation.rejected:
-            messages.append({"role": "assistant", "content": reply or "(empty)"})
+            messages.append({"role": "assistant", "content": reply})
             messages.append({"role": "user", "content": render("malformed", "planner", error=error, tools=", ".join(allowed))})
         return messages
 
-    def _request(self, conversation: Conversation, allowed: list[str], timeout: float) -> dict:
+    def _request(self, conversation: Conversation, allowed: list[str], timeout: float) -> Any:
         options: dict[str, Any] = {"model": self.config.model, "temperature": 0, "max_tokens": self.config.max_tokens, "timeout": timeout,
                                    "messages": self.messages(conversation, allowed)}
         if self.protocol == "tools":
@@ -166,7 +167,8 @@ class PlannerClient:
                                    "or use a faster model or server")
             message = self._send(conversation, allowed, remaining)
             if message is None:
-                trace.append(Step("switch", f"the server refused the request: asking with {self.protocol} protocol, {self.json_format} format instead"))
+                trace.append(Step("switch", f"the server refused the request ({self.refusal[:120]}): asking with {self.protocol} protocol, "
+                                            f"{self.json_format} format instead"))
                 continue
             try:
                 return self._parse(message, allowed, number)
@@ -203,6 +205,7 @@ class PlannerClient:
             raise PlannerError(f"{where} is rate-limiting (429); wait, or use another server") from None
         except openai.APIStatusError as exc:
             # Servers speak dialects: refusing tools or a response_format (some with 400, llama.cpp's with 500).
+            self.refusal = f"{exc.status_code}: {_message(exc)}"
             if self.protocol == "tools" and self.config.protocol == "auto":
                 self.protocol = "json"
                 return None
