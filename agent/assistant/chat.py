@@ -1,6 +1,6 @@
 """`rvos chat VIDEO`: a conversation in the terminal (line editing and history where readline exists).
 
-Commands: /save DIR, /show (writes and opens the last reply's overlay), /mode auto|direct|reasoning,
+Commands: /save DIR, /show (writes and opens the last reply's overlay), /mode auto|direct|reasoning|planner,
 /trace, /reset, /quit; visual prompts: /point X,Y[,+|-][@FRAME] [ID] (clicks, several separated by
 spaces), /box X0,Y0,X1,Y1[@FRAME] [ID] (a new object, or a correction of object ID), /remove ID,
 /objects. Works with piped input (each line is one turn), which is how tests drive it.
@@ -18,7 +18,7 @@ from agent.assistant.session import MODES, Session
 from agent.errors import UserError
 from agent.grounder.visual import parse_box, parse_point
 
-HELP = ("commands: /save DIR  /show  /mode auto|direct|reasoning  /trace  /reset  /quit\n"
+HELP = ("commands: /save DIR  /show  /mode auto|direct|reasoning|planner  /trace  /reset  /quit\n"
         "          /point X,Y[,+|-][@FRAME] … [ID]  /box X0,Y0,X1,Y1[@FRAME] [ID]  /remove ID  /objects")
 
 
