@@ -167,9 +167,14 @@ def test_auto_moves_to_json_when_the_server_has_no_tool_calling(swan_session):
     assert sum(s.kind == "switch" for s in reply.trace) == 2
 
     planner = ScriptedPlanner(text("Sure! Let me look."), text(json.dumps({"tool": "find", "arguments": {"phrase": "swan"}})),
+                              text(json.dumps({"tool": "none", "arguments": {"reason": "none"}})),
+                              text(json.dumps({"tool": "find", "arguments": {"phrase": "swan"}})),
                               text(json.dumps({"tool": "none", "arguments": {"reason": "none"}})))
-    reply = _session(swan_session, planner).ask("the swan")
+    session = _session(swan_session, planner)
+    reply = session.ask("the swan")
     assert "response_format" in planner.requests[1] and reply.trace[1].kind == "switch"
+    again = session.ask("the swan again")  # what the session learned of the server lasts: no second switch
+    assert "tools" not in planner.requests[3] and not any(step.kind == "switch" for step in again.trace)
 
 
 @pytest.mark.parametrize("reply, message", [

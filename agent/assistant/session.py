@@ -71,6 +71,7 @@ class Session:
                  planner: Any = None):
         self.backend = backend
         self.planner = planner
+        self._planner_client = None
         self.video = VideoSource.open(video)
         self.keyframe_indices = select_keyframes(len(self.video), backend.keyframe_count, backend.keyframe_strategy, keyframes)
         self.keyframes = self.video.read_many(self.keyframe_indices)  # decoded once for the whole session
@@ -198,9 +199,11 @@ class Session:
         if mode == "planner" or (mode == "auto" and self.planner is not None):
             if self.planner is None:
                 raise UserError("mode planner needs a planner: pass --planner URL --planner-model NAME (or Assistant.load(..., planner=...))")
-            from agent.planner import run_planner
+            from agent.planner import PlannerClient, run_planner
 
-            reply = run_planner(self, question, trace, self.planner)
+            if self._planner_client is None or self._planner_client.config is not self.planner:
+                self._planner_client = PlannerClient(self.planner, self.planner.http_client)  # what it learns of the server lasts the session
+            reply = run_planner(self, question, trace, self.planner, self._planner_client)
         elif mode == "reasoning":
             reply = self._reasoning(question, trace, max_retries)
         else:
