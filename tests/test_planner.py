@@ -113,6 +113,7 @@ def test_find_then_select_gives_the_candidates_tracks(swan_session, tmp_path):
 
 def test_inspect_then_answer_ends_without_masks(swan_session):
     planner = ScriptedPlanner(tool("find", phrase="bird"), tool("inspect", ids=[1], frames=[0, 5]), tool("inspect", ids=[99]),
+                              tool("inspect", ids=[1], frames=[500]),
                               tool("answer", text="It is swimming to the right."))
     session = _session(swan_session, planner)
     reply = session.ask("what is the swan doing?")
@@ -121,6 +122,8 @@ def test_inspect_then_answer_ends_without_masks(swan_session):
     assert inspect.detail["result"].count("frame ") == 2 and len(inspect.detail["images"]) == 1
     assert unknown.detail["result"].startswith("error: there is no candidate #99")
     assert _images(planner.requests[2]["messages"][-1]) == 1, "the crops are sent"
+    outside = [s for s in reply.trace if s.kind == "tool"][3]
+    assert outside.detail["result"].endswith("never visible") and not outside.detail["images"][0].getbbox(), "no frame 500: nothing to show"
 
 
 def test_unusable_replies_are_sent_back_then_bounded(swan_session):
@@ -237,3 +240,20 @@ def test_eval_asks_each_expression_through_the_planner(lite_assistant, refdavis,
         evaluate_video(lite_assistant.backend, [e for e in read_dataset(refdavis).expressions if e.video == "libby"], tmp_path / "b",
                        planner.config())
     assert not (tmp_path / "b" / "predictions").exists() and not (tmp_path / "b" / "failures").exists()
+
+
+def test_crops_on_frames_where_the_candidate_is_not_visible():
+    from PIL import Image
+
+    from agent.assistant.candidates import collect
+    from agent.grounder.protocol import Grounding, ObjectPrompt
+    from agent.tracker.protocol import FrameMasks
+    from agent.video.source import VideoSource
+
+    mask = np.zeros((40, 60), bool)
+    mask[10:20, 30:50] = True
+    frames = [FrameMasks(0, {1: mask}), FrameMasks(1, {1: np.zeros_like(mask)}), FrameMasks(2, {1: np.zeros_like(mask)})]
+    found = collect("box", Grounding("", [ObjectPrompt(1, 0, box=(30, 10, 50, 20))], {1: "box"}), frames, (60, 40))
+    video = VideoSource.open([Image.new("RGB", (60, 40)) for _ in range(3)])
+    image, shown = found.crops(video, [1], frames=[1, 2])  # gone there: cropped where it was
+    assert shown == [1, 2] and image.width == 448

@@ -122,6 +122,7 @@ class Candidates:
         if not visible:
             return Image.new("RGB", (width, width // 2)), []
         boxes = [self.masklets[n].boxes[f] for n in numbers for f in visible if f in self.masklets[n].boxes]
+        boxes = boxes or [b for n in numbers for b in self.masklets[n].boxes.values()] or [(0, 0, *self.size)]  # not there: where they are
         x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
         x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
         pad = 0.15 * max(x1 - x0, y1 - y0, 16)

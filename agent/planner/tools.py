@@ -67,15 +67,12 @@ class Toolbox:
         return Outcome(f"{len(found.masklets)} candidate(s) for {phrase!r} (the grounder said: {found.grounding.answer})\n{found.table()}", [image])
 
     def inspect(self, ids: list[int], frames: list[int] | None = None) -> Outcome:
-        groups: dict[int, list[int]] = defaultdict(list)
-        owners = {}
+        groups: dict[int, list[int]] = defaultdict(list)  # index of the find → its candidates asked for
         for number in ids:
-            owner = self._owner(number)
-            owners[id(owner)] = owner
-            groups[id(owner)].append(number)
+            groups[self.found.index(self._owner(number))].append(number)
         images, lines = [], []
-        for key, numbers in groups.items():
-            found = owners[key]
+        for index, numbers in groups.items():
+            found = self.found[index]
             image, shown = found.crops(self.session.video, numbers, frames, self.config.image_width)
             images.append(image)
             for number in numbers:
