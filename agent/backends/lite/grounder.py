@@ -87,12 +87,12 @@ def count_objects(per_frame: Mapping[int, list[Detection]], overlap: float = 0.3
 
 def colour_affinity(image: Image.Image, mask: np.ndarray, colour: str) -> float:
     """Mean affinity (0..1) of the mask's pixels to a colour word, soft in hue, saturation and value
-    (`colour_prototypes` in vocabulary.json): pale and dark shades count in proportion."""
+    (`colours` in vocabulary.json): pale and dark shades count in proportion."""
     if not mask.any():
         return 0.0
     hsv = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2HSV)[mask].astype(np.float32)
     hue, saturation, value = hsv[:, 0], hsv[:, 1], hsv[:, 2]
-    prototypes = VOCABULARY["colour_prototypes"]
+    prototypes = VOCABULARY["colours"]
     spec = prototypes[colour]
     kind = spec.get("achromatic")
     if kind == "black":

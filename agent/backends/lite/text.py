@@ -138,7 +138,7 @@ def parse(text: str, matcher: ClassMatcher) -> Query:
     query.plural = any(w in VOCABULARY["plural_words"] for w in words) or (
         query.noun is not None and query.noun != _singular(query.noun) and query.noun not in ("bus", "glass")
     )
-    query.colours = [w for w in words if w in VOCABULARY["colours"]]
+    query.colours = [w for w in words if isinstance(VOCABULARY["colours"].get(w), dict)]
     query.sizes = [VOCABULARY["sizes"][w] for w in words if w in VOCABULARY["sizes"]]
     for n, word in enumerate(words):
         if word in VOCABULARY["motions"]:
