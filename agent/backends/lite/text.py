@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.backends.lite.classifier import imagenet_names
+
 VOCABULARY = json.loads((Path(__file__).with_name("vocabulary.json")).read_text())
 
 
@@ -80,16 +82,12 @@ class ClassMatcher:
 
     @cached_property
     def _imagenet(self) -> np.ndarray:
-        from agent.backends.lite.classifier import imagenet_names
-
         return self.model.encode(imagenet_names(), normalize_embeddings=True)
 
     def imagenet(self, word: str) -> tuple[list[int], str, float] | None:
         """The ImageNet classes a noun names: a class's own name ("flamingo", "jeep"), else the smallest
         group that lists the word ("duck", "kangaroo"), else the class names within 0.05 of the closest
         one when that is above `imagenet_threshold`."""
-        from agent.backends.lite.classifier import imagenet_names
-
         similarity = (self.model.encode([word], normalize_embeddings=True) @ self._imagenet.T)[0]
         best = float(similarity.max())
         closest = [int(i) for i in np.flatnonzero(similarity >= best - 0.05)]
