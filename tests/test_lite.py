@@ -11,7 +11,7 @@ from agent.backends.lite.grounder import Candidate, colour_affinity, link
 from agent.backends.lite.detector import Detection
 from agent.backends.lite.tracker import box_of, box_iou
 from agent.writers import read_palette_png
-from conftest import VIDEOS
+from conftest import SHARED, VIDEOS
 
 EXPECTED_CLASS = {"blackswan": "bird", "car-shadow": "car", "libby": "dog"}
 
@@ -110,6 +110,11 @@ def test_linking_and_attribute_rules():
     dx, _, speed = moving.displacement(300)
     assert dx > 0 and speed == pytest.approx(60 / 20 / 300)
     assert Candidate({0: det(200)}).displacement(300) == (0.0, 0.0, 0.0)
+    # a person in front, and a surer tiny one in the crowd behind: each keeps its own (sizes don't jump 20×)
+    front, crowd = Detection((100.0, 50.0, 300.0, 350.0), 0.4, 0), Detection((180.0, 0.0, 220.0, 20.0), 0.6, 0)
+    later = Detection((120.0, 60.0, 330.0, 360.0), 0.1, 0)
+    linked = link({0: [front], 10: [crowd, later]}, diagonal=900)
+    assert next(c for c in linked if 0 in c.detections).detections[10] is later
     red = Image.new("RGB", (10, 10), (220, 20, 20))
     mask = np.ones((10, 10), bool)
     assert colour_affinity(red, mask, "red") > 0.9 and colour_affinity(red, mask, "blue") == 0.0
@@ -123,3 +128,25 @@ def test_lite_on_the_real_videos(lite, refdavis, tmp_path):
     scores = {k.split("/")[0]: v["JF"] for k, v in report["expressions"].items()}
     assert report["overall"]["JF"] >= 0.68, report["overall"]
     assert scores["car-shadow"] >= 0.85 and scores["blackswan"] >= 0.65 and scores["libby"] >= 0.35, scores
+
+
+def test_a_mask_does_not_grow_into_what_moves_with_the_object(lite):
+    """mallard-water: the ripples move with the duck, and the flow carries the mask into them; a refresh that
+    would grow the mask past the object's size segments in its rigidly carried box instead. The yardstick is
+    the same tracker without that check, on the same machine."""
+    from agent.backends.lite.tracker import LiteTracker, mask_iou
+    from agent.evaluation.semi import first_annotation
+    from agent.video.source import VideoSource
+
+    root = SHARED / "data" / "davis16-dev9"
+    frames = sorted((root / "JPEGImages" / "mallard-water").glob("*.jpg"))[:31]
+    video = VideoSource.from_frame_files(frames)
+    prompts = first_annotation(video, root / "Annotations" / "mallard-water")
+
+    def mean_iou(tracker):
+        truth = [read_palette_png(root / "Annotations" / "mallard-water" / f"{f.stem}.png") > 0 for f in frames]
+        return np.mean([mask_iou(frame.masks[1], truth[frame.frame_index]) for frame in tracker.track(video, prompts, {})][1:])
+
+    checked = mean_iou(LiteTracker(lite.tracker.segmenter, lite.tracker.detector))
+    unchecked = mean_iou(LiteTracker(lite.tracker.segmenter, lite.tracker.detector, max_growth=float("inf")))
+    assert checked > unchecked + 0.05, (checked, unchecked)

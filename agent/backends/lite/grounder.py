@@ -22,6 +22,7 @@ from agent.backends.lite.text import VOCABULARY, ClassMatcher, Query, parse
 from agent.grounder.protocol import Grounding, ObjectPrompt, Turn, Verdict
 
 LINK_DISTANCE = 0.3  # of the frame diagonal: farthest a candidate moves between two keyframes
+LINK_SCALE = 4.0  # most a candidate's box area changes between two keyframes
 COLOUR_CHECKS = 4  # colour needs a mask: only the best candidates by detection are checked
 NAME_CHECKS = 12  # the classifier names this many candidates (the best by detection), ~60 ms each
 FULL_NAME = 0.5  # classifier probability on the noun's classes that counts as a full match
@@ -51,22 +52,30 @@ class Candidate:
 
 
 def link(per_frame: Mapping[int, list[Detection]], diagonal: float) -> list[Candidate]:
-    """Greedy linking of detections across keyframes by centre distance."""
+    """Detections linked across keyframes: on each keyframe an optimal assignment to the candidates by
+    centre distance and change of size, gated (an object neither jumps across the frame nor changes its
+    area more than LINK_SCALE× between keyframes); what is left starts a candidate of its own."""
+    from scipy.optimize import linear_sum_assignment
+
     candidates: list[Candidate] = []
     for frame in sorted(per_frame):
-        free = list(candidates)
-        for detection in sorted(per_frame[frame], key=lambda d: -d.score):
-            best, best_distance = None, LINK_DISTANCE * diagonal
-            for candidate in free:
-                last = candidate.detections[max(candidate.detections)]
-                distance = float(np.hypot(detection.center[0] - last.center[0], detection.center[1] - last.center[1]))
-                if distance < best_distance:
-                    best, best_distance = candidate, distance
-            if best is None:
-                candidates.append(Candidate({frame: detection}))
-            else:
-                best.detections[frame] = detection
-                free.remove(best)
+        found = per_frame[frame]
+        cost = np.full((len(candidates), len(found)), np.inf)
+        for i, candidate in enumerate(candidates):
+            last = candidate.detections[max(candidate.detections)]
+            for j, detection in enumerate(found):
+                distance = np.hypot(detection.center[0] - last.center[0], detection.center[1] - last.center[1]) / diagonal
+                scale = abs(np.log(max(detection.area, 1.0) / max(last.area, 1.0)))
+                if distance < LINK_DISTANCE and scale < np.log(LINK_SCALE):
+                    cost[i, j] = distance / LINK_DISTANCE + scale / np.log(LINK_SCALE)
+        linked = set()
+        if candidates and found:
+            rows, columns = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))
+            for i, j in zip(rows, columns):
+                if np.isfinite(cost[i, j]):
+                    candidates[i].detections[frame] = found[j]
+                    linked.add(j)
+        candidates += [Candidate({frame: d}) for j, d in enumerate(found) if j not in linked]
     return candidates
 
 

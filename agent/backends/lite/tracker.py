@@ -98,6 +98,7 @@ class _Object:
     since_refresh: int = 0
     lost_since: int | None = None  # frame where it was lost (left the frame, hidden)
     negatives: list[tuple[float, float]] = field(default_factory=list)  # a person's "not this" clicks, moved with the flow
+    box: tuple | None = None  # the last refreshed mask's box, moved by the mask's median flow: it does not grow with the flow
 
     def touches_negative(self) -> bool:
         return self.mask is not None and any(self.mask[int(y), int(x)] for x, y in self.negatives)
@@ -110,7 +111,7 @@ class _Object:
 class LiteTracker:
     def __init__(self, segmenter: MiniSam, detector: CenterNetDetector | None = None, motion_budget: float = 0.12,
                  max_gap: int = 8, flow_scale: float = 0.5, min_confidence: float = 0.6, min_agreement: float = 0.2,
-                 lost_fraction: float = 0.2, search_every: int = 4):
+                 lost_fraction: float = 0.2, search_every: int = 4, max_growth: float = 1.3):
         self.segmenter = segmenter
         self.detector = detector
         self.motion_budget = motion_budget
@@ -120,6 +121,7 @@ class LiteTracker:
         self.min_agreement = min_agreement
         self.lost_fraction = lost_fraction
         self.search_every = search_every
+        self.max_growth = max_growth
         self.stats = {"encoder_frames": 0, "frames": 0, "redetections": 0}
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # no state kept between calls
         self._grid: tuple[np.ndarray, np.ndarray] | None = None  # pixel coordinates, built once per frame size
@@ -154,13 +156,27 @@ class LiteTracker:
         box, detected = self._anchor(obj, t, image, warped)
         if box is None:
             return warped
-        points, labels = ([interior_point(warped)], [1]) if warped.any() and not detected else ([], [])
-        points, labels = points + obj.negatives, labels + [0] * len(obj.negatives)
-        segment = self.segmenter.segment(embedding, box=box, points=points or None, labels=labels or None)
+        segment = self._segment_in(obj, embedding, box, warped, detected)
+        if obj.box is not None and obj.box[2] > obj.box[0] and obj.box[3] > obj.box[1] and segment.mask.sum() > self.max_growth * obj.area:
+            # grown past its size: the flow spread into what moves with it (a wake, ripples) or the box took in
+            # more than the object; the box carried rigidly, if its mask keeps the object's size better
+            rigid = self._segment_in(obj, embedding, expand_box(obj.box, 0.05, image.size), warped, False)
+            if rigid.score >= self.min_confidence and self._size_error(obj, rigid.mask) < self._size_error(obj, segment.mask):
+                segment, detected = rigid, False
         agrees = not warped.any() or mask_iou(segment.mask, warped) >= self.min_agreement
         if segment.score >= self.min_confidence and (agrees or detected):
             return segment.mask
         return warped
+
+    @staticmethod
+    def _size_error(obj: _Object, mask: np.ndarray) -> float:
+        return abs(float(np.log(max(mask.sum(), 1) / max(obj.area, 1.0))))
+
+    def _segment_in(self, obj: _Object, embedding, box, warped: np.ndarray, detected: bool):
+        """minisam in a box, with the warped mask's interior point unless the box is a detection's."""
+        points, labels = ([interior_point(warped)], [1]) if warped.any() and not detected else ([], [])
+        points, labels = points + obj.negatives, labels + [0] * len(obj.negatives)
+        return self.segmenter.segment(embedding, box=box, points=points or None, labels=labels or None)
 
     def _class_of(self, mask: np.ndarray, image: Image.Image) -> int | None:
         """The detector's class for a person's object (the detection its box overlaps best), so that it is
@@ -252,6 +268,9 @@ class LiteTracker:
                 if obj.mask is not None and flow is not None and obj.mask.any():
                     shift = float(np.linalg.norm(flow[obj.mask], axis=1).mean())
                     obj.motion += shift / max(np.sqrt(obj.mask.sum()), 1.0)
+                    if obj.box is not None:  # backward flow: what was at x - flow(x) is at x now
+                        dx, dy = np.median(flow[obj.mask], axis=0)
+                        obj.box = expand_box((obj.box[0] - dx, obj.box[1] - dy, obj.box[2] - dx, obj.box[3] - dy), 0.0, self._size)
                 if flow is not None and obj.negatives:
                     obj.negatives = self._carry(obj.negatives, flow)
                 obj.since_refresh += 1
@@ -275,7 +294,7 @@ class LiteTracker:
                     else:  # the grounder's box
                         obj.mask = self.segmenter.segment(embedding, box=expand_box(obj.boxes[t], 0.1, image.size)).mask
                     obj.appearance = colour_histogram(pixels, obj.mask)
-                    obj.area = float(obj.mask.sum())
+                    obj.area, obj.box = float(obj.mask.sum()), box_of(obj.mask)
                     obj.lost_since, obj.motion, obj.since_refresh = None, 0.0, 0
                 elif obj.lost_since is not None:  # search for it every few frames, else nothing
                     if t in obj.boxes:  # the grounder saw it here
@@ -283,13 +302,13 @@ class LiteTracker:
                     else:
                         found = self._redetect(obj, image, pixels) if (t - obj.lost_since) % self.search_every == 0 else None
                     if found is not None:
-                        obj.mask, obj.lost_since, obj.motion, obj.since_refresh = found, None, 0.0, 0
+                        obj.mask, obj.lost_since, obj.motion, obj.since_refresh, obj.box = found, None, 0.0, 0, box_of(found)
                 else:
                     warped = self._warp(obj.mask, flow) if flow is not None else obj.mask
                     if obj.object_id in due:
                         warped = self._refresh(obj, t, image, embedding, warped)
                         obj.motion, obj.since_refresh = 0.0, 0
-                        obj.area = 0.7 * obj.area + 0.3 * float(warped.sum())
+                        obj.area, obj.box = 0.7 * obj.area + 0.3 * float(warped.sum()), box_of(warped)
                     if warped.sum() < self.lost_fraction * obj.area:  # left the frame or hidden
                         warped, obj.lost_since = np.zeros_like(warped), t
                     obj.mask = warped
