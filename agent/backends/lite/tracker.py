@@ -159,7 +159,7 @@ class LiteTracker:
         if box is None:
             return warped
         segment = self._segment_in(obj, embedding, box, warped, detected)
-        if obj.box is not None and obj.box[2] > obj.box[0] and obj.box[3] > obj.box[1] and segment.mask.sum() > self.max_growth * obj.area:
+        if obj.box is not None and segment.mask.sum() > self.max_growth * obj.area:
             # grown past its size: the flow spread into what moves with it (a wake, ripples) or the box took in
             # more than the object; the box carried rigidly, if its mask keeps the object's size better
             rigid = self._segment_in(obj, embedding, expand_box(obj.box, 0.05, image.size), warped, False)
@@ -268,11 +268,12 @@ class LiteTracker:
             flow = self._flow(previous_gray, gray) if previous_gray is not None and any(o.mask is not None for o in active) else None
             for obj in active:
                 if obj.mask is not None and flow is not None and obj.mask.any():
-                    shift = float(np.linalg.norm(flow[obj.mask], axis=1).mean())
-                    obj.motion += shift / max(np.sqrt(obj.mask.sum()), 1.0)
+                    inside = flow[obj.mask]
+                    obj.motion += float(np.linalg.norm(inside, axis=1).mean()) / max(np.sqrt(len(inside)), 1.0)
                     if obj.box is not None:  # backward flow: what was at x - flow(x) is at x now
-                        dx, dy = np.median(flow[obj.mask], axis=0)
-                        obj.box = expand_box((obj.box[0] - dx, obj.box[1] - dy, obj.box[2] - dx, obj.box[3] - dy), 0.0, self._size)
+                        dx, dy = np.median(inside, axis=0)
+                        x0, y0, x1, y1 = expand_box((obj.box[0] - dx, obj.box[1] - dy, obj.box[2] - dx, obj.box[3] - dy), 0.0, self._size)
+                        obj.box = (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None  # None: it left the frame
                 if flow is not None and obj.negatives:
                     obj.negatives = self._carry(obj.negatives, flow)
                 obj.since_refresh += 1
