@@ -7,14 +7,14 @@ agent/tracker/memory_attention.py). Reports seconds per frame, where the time go
 the outputs are from the stock float32 run, at logit 0 and at each frame's median stock logit
 (a threshold that splits the frame in halves: with random weights masks at 0 can be near empty).
 The object-score head's bias is set to say "present", else random weights drop the object after
-frame 0 and every later mask is empty. Run:
-python benchmarks/sam2_vs_stock.py [--frames N] [--config configs/sam2/sam2_hiera_t.yaml]
+frame 0 and every later mask is empty. `--device cuda` runs both on a GPU (bfloat16 under CUDA
+autocast, as the stock predictor's own examples run it) after one warm-up run each. Run:
+python benchmarks/sam2_vs_stock.py [--frames N] [--config configs/sam2/sam2_hiera_t.yaml] [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import tempfile
 import time
@@ -31,35 +31,30 @@ from agent.tracker.sam2_language import build_language_sam2
 from agent.tracker.sam2_stream import SAM2StreamTracker
 from agent.video import VideoSource
 from agent.writers import read_palette_png
-from timing import timed
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data" / "refdavis-mini3"
-
-
-def cpu_autocast(dtype: torch.dtype | None):
-    return torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext()
+from timing import add_device_arguments, autocast, result_path, synchronize, timed
 
 
 def run_stock(stock, frames: Path, mask: np.ndarray, dtype) -> tuple[float, dict]:
-    with torch.inference_mode(), cpu_autocast(dtype):
+    with torch.inference_mode(), autocast(str(stock.device), dtype):
+        synchronize()
         start = time.perf_counter()
         state = stock.init_state(str(frames))
         stock.add_new_mask(state, 0, 1, mask)
-        logits = {t: m[0, 0].float().numpy() for t, _, m in stock.propagate_in_video(state)}
+        logits = {t: m[0, 0].float().cpu().numpy() for t, _, m in stock.propagate_in_video(state)}
     return time.perf_counter() - start, logits
 
 
-def run_ours(model, frames: Path, mask: np.ndarray, dtype) -> tuple[float, dict, dict]:
+def run_ours(model, frames: Path, mask: np.ndarray, dtype, device: str) -> tuple[float, dict, dict]:
     video = VideoSource.open(frames)
     width, height = video.size
     totals: dict[str, float] = defaultdict(float)
     handles = timed(model, totals)
-    tracker = SAM2StreamTracker(model, autocast_dtype=dtype)
+    tracker = SAM2StreamTracker(model, device=device, autocast_dtype=dtype)
     logits = {}
+    synchronize()
     start = time.perf_counter()
     for frame in tracker.track_logits(video, [ObjectPrompt(1, 0, mask=mask)], {}):
-        logits[frame.frame_index] = frame.resized(1, height, width).numpy()
+        logits[frame.frame_index] = frame.resized(1, height, width).cpu().numpy()
     seconds = time.perf_counter() - start
     for handle in handles:
         handle.remove()
@@ -95,11 +90,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--config", default="configs/sam2/sam2_hiera_t.yaml")
     parser.add_argument("--video", default="blackswan")
+    add_device_arguments(parser)
     args = parser.parse_args()
     torch.manual_seed(0)
     from sam2.build_sam import build_sam2_video_predictor
 
-    stock = build_sam2_video_predictor(args.config, ckpt_path=None, device="cpu",
+    stock = build_sam2_video_predictor(args.config, ckpt_path=None, device=args.device,
                                        hydra_overrides_extra=["++model.fill_hole_area=0"])
     stock.eval()
     with torch.no_grad():  # random weights say "no object" after frame 0: every mask would be empty
@@ -118,15 +114,18 @@ def main() -> None:
 
         frames = Path(tmp) / "frames"
         frames.mkdir()
-        source = VideoSource.open(SHARED / "JPEGImages" / args.video)
+        source = VideoSource.open(args.data / "JPEGImages" / args.video)
         for i, image in source.frames(range(args.frames)):
             image.save(frames / f"{i:05d}.jpg", quality=95)
-        mask = read_palette_png(SHARED / "Annotations" / args.video / "00000.png") == 1
+        mask = read_palette_png(args.data / "Annotations" / args.video / "00000.png") == 1
+        if args.device != "cpu":  # CUDA's start-up (kernels, cuBLAS handles) kept out of the timings
+            run_stock(stock, frames, mask, torch.bfloat16)
+            run_ours(ours_model, frames, mask, torch.bfloat16, args.device)
 
         reference = None
         for precision, dtype in (("float32", None), ("bfloat16", torch.bfloat16)):
             stock_s, stock_logits = run_stock(stock, frames, mask, dtype)
-            ours_s, ours_logits, where = run_ours(ours_model, frames, mask, dtype)
+            ours_s, ours_logits, where = run_ours(ours_model, frames, mask, dtype, args.device)
             reference = stock_logits if reference is None else reference
             results[precision] = {
                 "stock_s_per_frame": round(stock_s / args.frames, 3), "ours_s_per_frame": round(ours_s / args.frames, 3),
@@ -139,7 +138,7 @@ def main() -> None:
     stock_s = results["float32"]["stock_s_per_frame"]
     result = {
         "benchmark": "sam2_speedup_vs_stock", "config": args.config, "frames": args.frames, "frame_size": list(source.size),
-        "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if args.device != "cpu" else "cpu", "threads": torch.get_num_threads(),
         # the stock predictor as it runs on a CPU (float32) against ours with --dtype bfloat16
         "speedup": round(stock_s / results["bfloat16"]["ours_s_per_frame"], 3),
         "speedup_both_float32": round(stock_s / results["float32"]["ours_s_per_frame"], 3),
@@ -147,8 +146,7 @@ def main() -> None:
         **results,
     }
     print(json.dumps(result, indent=1))
-    out = ROOT / "benchmarks" / "results" / "sam2_speedup_vs_stock.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    result_path(args, "sam2_speedup_vs_stock").write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

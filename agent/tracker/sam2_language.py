@@ -58,7 +58,7 @@ class LanguagePromptedSAM2(SAM2Base):
         if self._language_tokens is None:
             return output
         sparse, dense = output
-        return torch.cat([sparse, self._language_tokens.to(sparse.dtype)], dim=1), dense
+        return torch.cat([sparse, self._language_tokens.to(sparse.device, sparse.dtype)], dim=1), dense
 
     @contextmanager
     def candidate_scores(self, rescore):

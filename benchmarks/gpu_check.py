@@ -1,0 +1,164 @@
+"""gpu_check: what a lent GPU machine checks, in one command, every result in one folder.
+
+1. Each Sa2VA fixture (a tiny random checkpoint in the official layout, with the official
+   implementation's float32 masks) through `rvos segment` on the GPU: float32, bfloat16 (the GPU
+   default) and bfloat16 with `--quantize 4bit` / `8bit`. For each run: the worst frame's pixel
+   agreement with the official masks, the mean IoU per object, seconds and peak GPU memory.
+2. SAM 2 Hiera-L (random weights, 854×480) on the GPU: sam2_vs_stock.py, sa2va_3obj.py, sa2vai_3obj.py.
+
+A failing step is recorded with its traceback and the rest still runs (a lent machine's time is short).
+Run: python benchmarks/gpu_check.py --out DIR [--fixtures ../shared/fixtures] [--data ../shared/data/refdavis-mini3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
+from test_sa2va_fixture import FIXTURES, expected, fixture_checkpoint  # noqa: E402
+from timing import REFDAVIS  # noqa: E402
+
+VARIANTS = {"float32": ["--dtype", "float32"], "bfloat16": ["--dtype", "bfloat16"],
+            "bfloat16+4bit": ["--dtype", "bfloat16", "--quantize", "4bit"],
+            "bfloat16+8bit": ["--dtype", "bfloat16", "--quantize", "8bit"]}
+
+
+def versions() -> dict:
+    found = {}
+    for name in ("torch", "transformers", "bitsandbytes", "sam2"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    found["gpu"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return found
+
+
+def agreement(folder: Path, out: Path) -> dict:
+    from agent.writers import decode_rle
+
+    frames = json.loads((out / "result.json").read_text())["frames"]
+    want = expected(folder, "two_objects", "masks")  # [objects, frames, h, w]
+    got = np.stack([np.stack([decode_rle(f["objects"][str(i + 1)]["rle"]) for f in frames]) for i in range(len(want))])
+    union = (got | want).reshape(*want.shape[:2], -1).sum(-1)
+    iou = np.where(union > 0, (got & want).reshape(*want.shape[:2], -1).sum(-1) / np.maximum(union, 1), 1.0)
+    return {"min_pixel_agreement": round(float((got == want).reshape(*want.shape[:2], -1).mean(-1).min()), 5),
+            "mean_iou_per_object": [round(float(v), 4) for v in iou.mean(1)]}
+
+
+def segment_fixture(folder: Path, variant: list[str], device: str, work: Path) -> dict:
+    from agent.cli import main
+
+    run = json.loads((folder / "expected" / "two_objects" / "run.json").read_text())
+    model = work / "checkpoint"
+    if not model.exists():
+        fixture_checkpoint(folder, model)
+    strategy = [] if "keyframe_indices" in run else ["--keyframe-strategy", "first"]  # Sa2VA-i: its own default
+    out = work / "out"
+    args = ["segment", str(folder / "inputs"), run["instruction"].replace("<image>", ""), "--out", str(out), "--overwrite",
+            "--backend", "sa2va", "--model", str(model), "--keyframes", "5", *strategy, "--answer", run["forced_answer"],
+            "--no-overlay", "--device", device, "--debug", *variant]
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(args)
+    seconds = time.perf_counter() - start
+    if code != 0:
+        return {"exit": code, "error": stderr.getvalue()[-3000:]}
+    row = {"exit": 0, "seconds": round(seconds, 2), **agreement(folder, out)}
+    if device.startswith("cuda"):
+        row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return row
+
+
+def fixture_checks(fixtures: Path, device: str, variants: list[str]) -> dict:
+    results = {}
+    for folder in sorted(p.resolve() for p in fixtures.iterdir() if (p / "checkpoint").is_dir()):
+        with tempfile.TemporaryDirectory() as tmp:
+            for variant in variants:
+                try:
+                    row = segment_fixture(folder, VARIANTS[variant], device, Path(tmp))
+                except Exception:  # one broken step must not cost the others
+                    row = {"exit": None, "error": traceback.format_exc()[-3000:]}
+                results[f"{folder.name} {variant}"] = row
+                print(folder.name, variant, json.dumps(row), flush=True)
+    return results
+
+
+RESULTS = {"sam2_vs_stock": "sam2_speedup_vs_stock", "sa2va_3obj": "sa2va_3obj_speedup_vs_reference",
+           "sa2vai_3obj": "sa2vai_3obj_speedup_vs_reference"}
+
+
+def benchmark_runs(device: str, data: Path, out: Path, frames: int, limit_s: int) -> dict:
+    commands = {
+        "sam2_vs_stock": ["sam2_vs_stock.py", "--frames", str(frames), "--config", "configs/sam2/sam2_hiera_l.yaml"],
+        "sa2va_3obj": ["sa2va_3obj.py", "--frames", str(frames)],
+        "sa2vai_3obj": ["sa2vai_3obj.py", "--frames", str(frames), "--keyframes", "5"],
+    }
+    results = {}
+    for name, command in commands.items():
+        argv = [sys.executable, str(ROOT / "benchmarks" / command[0]), *command[1:], "--device", device,
+                "--data", str(data), "--results", str(out)]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=limit_s)
+            results[name] = {"exit": done.returncode, "command": " ".join(["python", f"benchmarks/{command[0]}", *command[1:],
+                                                                          "--device", device])}
+            if done.returncode != 0:
+                results[name]["error"] = done.stderr[-3000:]
+        except subprocess.TimeoutExpired:
+            results[name] = {"exit": None, "error": f"over {limit_s} s"}
+        print(name, json.dumps(results[name]), flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--fixtures", type=Path, default=FIXTURES)
+    parser.add_argument("--data", type=Path, default=REFDAVIS)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--frames", type=int, default=50, help="frames in the SAM 2 benchmarks")
+    parser.add_argument("--benchmark-limit", type=int, default=240, help="seconds each SAM 2 benchmark may take")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"versions": versions()}
+    print(json.dumps(report["versions"]), flush=True)
+    report["fixtures"] = fixture_checks(args.fixtures, args.device, args.variants)
+    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1) + "\n")
+    report["benchmarks"] = benchmark_runs(args.device, args.data, args.out, args.frames, args.benchmark_limit)
+    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1) + "\n")
+    print("\nfixture, variant: worst-frame pixel agreement with the official masks | mean IoU per object | s | peak MiB")
+    for name, row in report["fixtures"].items():
+        if row.get("exit") == 0:
+            print(f"{name:42s} {row['min_pixel_agreement']:.4f} {row['mean_iou_per_object']} {row['seconds']:6.2f} {row.get('peak_gpu_mib')}")
+        else:
+            print(f"{name:42s} FAILED: {row['error'].strip().splitlines()[-1]}")
+    for name, row in report["benchmarks"].items():
+        suffix = "" if args.device == "cpu" else "_" + torch.device(args.device).type  # as timing.result_path names it
+        result = args.out / f"{RESULTS[name]}{suffix}.json"
+        if row["exit"] != 0 or not result.is_file():
+            print(name, "FAILED:", row.get("error", "no result").strip().splitlines()[-1])
+            continue
+        summary = json.loads(result.read_text())
+        for precision in ("float32", "bfloat16"):  # sam2_vs_stock's two runs
+            summary.update({f"{precision} {k}": v for k, v in summary.pop(precision, {}).items() if "s_per_frame" in k})
+        print(name, json.dumps({k: v for k, v in summary.items() if "s_per_frame" in k or "speedup" in k or k in ("masks_equal", "min_pixel_agreement")}))
+
+
+if __name__ == "__main__":
+    main()
