@@ -2,9 +2,11 @@
 
 1. Each Sa2VA fixture (a tiny random checkpoint in the official layout, with the official
    implementation's float32 masks) through `rvos segment` on the GPU: float32, bfloat16 (the GPU
-   default) and bfloat16 with `--quantize 4bit` / `8bit`. For each run: the worst frame's pixel
+   default), bfloat16 with `--quantize 4bit` / `8bit`, and with `--motion-aware`. For each run: the worst frame's pixel
    agreement with the official masks, the mean IoU per object, seconds and peak GPU memory.
 2. SAM 2 Hiera-L (random weights, 854×480) on the GPU: sam2_vs_stock.py, sa2va_3obj.py, sa2vai_3obj.py.
+3. `rvos train` on the GPU under bfloat16 mixed precision: a tiny random Sa2VA from scratch and LoRA on
+   the Qwen2.5-VL fixture, each then run by `rvos segment --device cuda`; first and last losses.
 
 A failing step is recorded with its traceback and the rest still runs (a lent machine's time is short).
 Run: python benchmarks/gpu_check.py --out DIR [--fixtures ../shared/fixtures] [--data ../shared/data/refdavis-mini3]
@@ -34,7 +36,8 @@ from timing import REFDAVIS  # noqa: E402
 
 VARIANTS = {"float32": ["--dtype", "float32"], "bfloat16": ["--dtype", "bfloat16"],
             "bfloat16+4bit": ["--dtype", "bfloat16", "--quantize", "4bit"],
-            "bfloat16+8bit": ["--dtype", "bfloat16", "--quantize", "8bit"]}
+            "bfloat16+8bit": ["--dtype", "bfloat16", "--quantize", "8bit"],
+            "bfloat16+motion-aware": ["--dtype", "bfloat16", "--motion-aware"]}  # runs; not the official masks by design
 
 
 def versions() -> dict:
@@ -59,8 +62,6 @@ def agreement(folder: Path, out: Path) -> dict:
 
 
 def segment_fixture(folder: Path, variant: list[str], device: str, work: Path) -> dict:
-    from agent.cli import main
-
     run = json.loads((folder / "expected" / "two_objects" / "run.json").read_text())
     model = work / "checkpoint"
     if not model.exists():
@@ -69,16 +70,14 @@ def segment_fixture(folder: Path, variant: list[str], device: str, work: Path) -
     out = work / "out"
     args = ["segment", str(folder / "inputs"), run["instruction"].replace("<image>", ""), "--out", str(out), "--overwrite",
             "--backend", "sa2va", "--model", str(model), "--keyframes", "5", *strategy, "--answer", run["forced_answer"],
-            "--no-overlay", "--device", device, "--debug", *variant]
+            "--no-overlay", "--device", device, *variant]
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    stdout, stderr = io.StringIO(), io.StringIO()
     start = time.perf_counter()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(args)
+    code, error = cli(args)
     seconds = time.perf_counter() - start
     if code != 0:
-        return {"exit": code, "error": stderr.getvalue()[-3000:]}
+        return {"exit": code, "error": error}
     row = {"exit": 0, "seconds": round(seconds, 2), **agreement(folder, out)}
     if device.startswith("cuda"):
         row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -99,6 +98,7 @@ def fixture_checks(fixtures: Path, device: str, variants: list[str]) -> dict:
     return results
 
 
+PARTS = ["fixtures", "training", "benchmarks"]
 RESULTS = {"sam2_vs_stock": "sam2_speedup_vs_stock", "sa2va_3obj": "sa2va_3obj_speedup_vs_reference",
            "sa2vai_3obj": "sa2vai_3obj_speedup_vs_reference"}
 
@@ -125,29 +125,83 @@ def benchmark_runs(device: str, data: Path, out: Path, frames: int, limit_s: int
     return results
 
 
+def cli(args: list[str]) -> tuple[int, str]:
+    """`rvos ARGS` in this process, with tracebacks: (exit code, the end of stderr)."""
+    from agent.cli import main
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
+        code = main([*args, "--debug"])
+    return code, stderr.getvalue()[-3000:]
+
+
+def train_and_segment(name: str, model: str, device: str, work: Path, steps: int) -> dict:
+    from agent.training.synthetic import generate
+
+    config = work / f"{name}.yaml"
+    config.write_text(json.dumps({  # JSON is YAML
+        "model": model, "out": str(work / name), "steps": steps, "save_every": steps, "log_every": 1, "frames": 2,
+        "keyframes": 2, "lr": 1e-3, "device": device, "mixed_precision": "bf16",
+        "data": [{"format": "synthetic", "videos": 8, "seed": 5}], "trainable": {"lora_rank": 4}}))
+    start = time.perf_counter()
+    code, error = cli(["train", str(config)])
+    if code != 0:
+        return {"exit": code, "error": error}
+    row = {"exit": 0, "train_seconds": round(time.perf_counter() - start, 2)}
+    losses = [json.loads(line)["loss"] for line in (work / name / "log.jsonl").read_text().splitlines()]
+    row["loss_first_last"] = [round(losses[0], 4), round(losses[-1], 4)]
+    frames = next((generate(work / "video", 1, seed=9) / "JPEGImages").iterdir())
+    code, error = cli(["segment", str(frames), "the red circle", "--out", str(work / f"{name}-out"), "--overwrite",
+                       "--backend", "sa2va", "--model", str(work / name / "checkpoint"), "--answer", "Sure, [SEG].",
+                       "--no-overlay", "--device", device])
+    row["segment_exit"] = code
+    if code != 0:
+        row["error"] = error
+    return row
+
+
+def training_checks(fixtures: Path, device: str) -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        fixture = fixture_checkpoint((fixtures / "sa2va-qwen2_5-vl-tiny").resolve(), work / "fixture")
+        for name, model, steps in (("tiny", "tiny", 40), ("lora-qwen2_5-vl-fixture", str(fixture), 10)):
+            try:
+                results[name] = train_and_segment(name, model, device, work, steps)
+            except Exception:  # one broken step must not cost the others
+                results[name] = {"exit": None, "error": traceback.format_exc()[-3000:]}
+            print("train", name, json.dumps(results[name]), flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--fixtures", type=Path, default=FIXTURES)
     parser.add_argument("--data", type=Path, default=REFDAVIS)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--frames", type=int, default=50, help="frames in the SAM 2 benchmarks")
+    parser.add_argument("--frames", type=int, default=40, help="frames in the SAM 2 benchmarks")
     parser.add_argument("--benchmark-limit", type=int, default=240, help="seconds each SAM 2 benchmark may take")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"versions": versions()}
+    report = {"versions": versions(), "fixtures": {}, "training": {}, "benchmarks": {}}
     print(json.dumps(report["versions"]), flush=True)
-    report["fixtures"] = fixture_checks(args.fixtures, args.device, args.variants)
-    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1) + "\n")
-    report["benchmarks"] = benchmark_runs(args.device, args.data, args.out, args.frames, args.benchmark_limit)
-    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1) + "\n")
+    checks = {"fixtures": lambda: fixture_checks(args.fixtures, args.device, args.variants),
+              "training": lambda: training_checks(args.fixtures, args.device),
+              "benchmarks": lambda: benchmark_runs(args.device, args.data, args.out, args.frames, args.benchmark_limit)}
+    for part in args.parts:
+        report[part] = checks[part]()
+        (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1) + "\n")
     print("\nfixture, variant: worst-frame pixel agreement with the official masks | mean IoU per object | s | peak MiB")
     for name, row in report["fixtures"].items():
         if row.get("exit") == 0:
             print(f"{name:42s} {row['min_pixel_agreement']:.4f} {row['mean_iou_per_object']} {row['seconds']:6.2f} {row.get('peak_gpu_mib')}")
         else:
             print(f"{name:42s} FAILED: {row['error'].strip().splitlines()[-1]}")
+    for name, row in report["training"].items():
+        print("train", name, json.dumps({k: v for k, v in row.items() if k != "error"}), row.get("error", "").strip()[-300:])
     for name, row in report["benchmarks"].items():
         suffix = "" if args.device == "cpu" else "_" + torch.device(args.device).type  # as timing.result_path names it
         result = args.out / f"{RESULTS[name]}{suffix}.json"
