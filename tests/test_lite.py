@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from agent.backends.lite import weights
-from agent.backends.lite.grounder import Candidate, colour_affinity, link
+from agent.backends.lite.grounder import Candidate, LiteGrounder, colour_affinity, link
 from agent.backends.lite.detector import Detection
 from agent.backends.lite.tracker import box_of, box_iou
 from agent.writers import read_palette_png
@@ -115,6 +115,12 @@ def test_linking_and_attribute_rules():
     later = Detection((120.0, 60.0, 330.0, 360.0), 0.1, 0)
     linked = link({0: [front], 10: [crowd, later]}, diagonal=900)
     assert next(c for c in linked if 0 in c.detections).detections[10] is later
+    # the centre prior: of two equal candidates the one in the middle of the frame, unless words place it
+    middle, side = Candidate({0: Detection((140.0, 90.0, 180.0, 130.0), 0.5, 16)}, 1.0), Candidate({0: det(0)}, 1.0)
+    LiteGrounder._salient([middle, side], 0.0, (320, 240), centre_scale=None)
+    assert middle.score == side.score == 1.0
+    LiteGrounder._salient([middle, side], 0.0, (320, 240), centre_scale=0.15)
+    assert middle.score == pytest.approx(np.exp(-10 / 400 / 0.15)) and middle.score > 2 * side.score
     red = Image.new("RGB", (10, 10), (220, 20, 20))
     mask = np.ones((10, 10), bool)
     assert colour_affinity(red, mask, "red") > 0.9 and colour_affinity(red, mask, "blue") == 0.0

@@ -256,12 +256,19 @@ class LiteGrounder:
         return Grounding(answer, prompts, objects, extras={"query": query, "candidates": candidates})
 
     @staticmethod
-    def _salient(candidates: list[Candidate], weight: float) -> None:
+    def _salient(candidates: list[Candidate], weight: float, size: tuple[int, int], centre_scale: float | None) -> None:
         """Prefer big objects (what people point at): a factor from 1 − weight/2 (tiny) to 1 + weight/2
-        (the biggest candidate), by mean box area."""
+        (the biggest candidate), by mean box area. With `centre_scale`, also objects near the middle of
+        the frame (what the camera is pointed at, and follows): exp(−d / centre_scale), d the centre's
+        mean distance from the frame's middle over the keyframes, as a fraction of the diagonal."""
         areas = [float(np.mean([d.area for d in c.detections.values()])) for c in candidates]
+        width, height = size
+        diagonal = float(np.hypot(width, height))
         for candidate, area in zip(candidates, areas):
             candidate.score *= 1 - weight / 2 + weight * area / max(max(areas), 1e-6)
+            if centre_scale:
+                off = np.mean([np.hypot(d.center[0] - width / 2, d.center[1] - height / 2) for d in candidate.detections.values()]) / diagonal
+                candidate.score *= float(np.exp(-off / centre_scale))
 
     def _ranked(self, query: Query, keyframes: Mapping[int, Image.Image], question: str | None = None):
         """(candidates best first, detections per keyframe, how the noun was read, a note for the answer),
@@ -279,7 +286,9 @@ class LiteGrounder:
             return Grounding(f"I found no {self._kind(query)}{noun} in this video, so nothing is segmented.", extras={"query": query})
         if question == "count":
             return candidates, per_frame, noun, note
-        self._salient(candidates, VOCABULARY["salience_weight"] * (2 if fallback else 1))
+        # the middle says nothing when the words place the object, or ask for several
+        centred = None if query.positions or query.plural else VOCABULARY["centre_scale"]
+        self._salient(candidates, VOCABULARY["salience_weight"] * (2 if fallback else 1), next(iter(keyframes.values())).size, centred)
         if question == "activity":
             query.motion = query.motion or "moving"
         self._attribute_factors(query, candidates, keyframes, next(iter(keyframes.values())).size)
