@@ -76,7 +76,7 @@ def main() -> None:
         "ours_s_per_frame": round(ours_s / args.frames, 4), "reference_s_per_frame": round(reference_s / args.frames, 4),
         "speedup": round(reference_s / ours_s, 3), "min_pixel_agreement": round(agreement, 6),
         "ours_seconds_per_frame_by_part": ours_parts, "device": torch.cuda.get_device_name() if args.device != "cpu" else "cpu", "threads": torch.get_num_threads(),
-        "command": f"python benchmarks/sa2vai_3obj.py --frames {args.frames} --keyframes {args.keyframes}",
+        "command": f"python benchmarks/sa2vai_3obj.py --frames {args.frames} --keyframes {args.keyframes} --device {args.device}",
     }
     print(json.dumps(result, indent=1))
     result_path(args, "sa2vai_3obj_speedup_vs_reference").write_text(json.dumps(result, indent=1) + "\n")

@@ -115,7 +115,7 @@ def test_linking_and_attribute_rules():
     later = Detection((120.0, 60.0, 330.0, 360.0), 0.1, 0)
     linked = link({0: [front], 10: [crowd, later]}, diagonal=900)
     assert next(c for c in linked if 0 in c.detections).detections[10] is later
-    # the centre prior: of two equal candidates the one in the middle of the frame, unless words place it
+    # the centre prior: of two equal candidates, the one in the middle of the frame
     middle, side = Candidate({0: Detection((140.0, 90.0, 180.0, 130.0), 0.5, 16)}, 1.0), Candidate({0: det(0)}, 1.0)
     LiteGrounder._salient([middle, side], 0.0, (320, 240), centre_scale=None)
     assert middle.score == side.score == 1.0
