@@ -38,6 +38,9 @@ VARIANTS = {"float32": ["--dtype", "float32"], "bfloat16": ["--dtype", "bfloat16
             "bfloat16+4bit": ["--dtype", "bfloat16", "--quantize", "4bit"],
             "bfloat16+8bit": ["--dtype", "bfloat16", "--quantize", "8bit"],
             "bfloat16+motion-aware": ["--dtype", "bfloat16", "--motion-aware"]}  # runs; not the official masks by design
+PARTS = ["fixtures", "training", "benchmarks"]
+RESULTS = {"sam2_vs_stock": "sam2_speedup_vs_stock", "sa2va_3obj": "sa2va_3obj_speedup_vs_reference",  # their result files
+           "sa2vai_3obj": "sa2vai_3obj_speedup_vs_reference"}
 
 
 def versions() -> dict:
@@ -96,11 +99,6 @@ def fixture_checks(fixtures: Path, device: str, variants: list[str]) -> dict:
                 results[f"{folder.name} {variant}"] = row
                 print(folder.name, variant, json.dumps(row), flush=True)
     return results
-
-
-PARTS = ["fixtures", "training", "benchmarks"]
-RESULTS = {"sam2_vs_stock": "sam2_speedup_vs_stock", "sa2va_3obj": "sa2va_3obj_speedup_vs_reference",
-           "sa2vai_3obj": "sa2vai_3obj_speedup_vs_reference"}
 
 
 def benchmark_runs(device: str, data: Path, out: Path, frames: int, limit_s: int) -> dict:
