@@ -23,7 +23,7 @@ from agent.grounder.protocol import ObjectPrompt
 from agent.tracker.sam2_language import build_language_sam2
 from agent.tracker.sam2_stream import SAM2StreamTracker
 from agent.video import VideoSource
-from timing import add_device_arguments, result_path, synchronize, timed, timed_tracking
+from timing import add_device_arguments, device_name, result_path, synchronize, timed, timed_tracking
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
         "benchmark": "sa2va_3obj_speedup_vs_reference", "sam2": "Hiera-L (configs/sam2/sam2_hiera_l.yaml), 1024", "frames": args.frames,
         "objects": 3, "frame_size": list(video.size), "ours_s_per_frame": round(ours_s / args.frames, 4),
         "reference_s_per_frame": round(reference_s / args.frames, 4), "speedup": round(reference_s / ours_s, 3),
-        "masks_equal": equal, "min_pixel_agreement": round(agreement, 6), "ours_seconds_per_frame_by_part": ours_parts, "device": torch.cuda.get_device_name() if args.device != "cpu" else "cpu", "threads": torch.get_num_threads(),
+        "masks_equal": equal, "min_pixel_agreement": round(agreement, 6), "ours_seconds_per_frame_by_part": ours_parts, "device": device_name(args.device), "threads": torch.get_num_threads(),
     }
     print(json.dumps(result, indent=1))
     result_path(args, "sa2va_3obj_speedup_vs_reference").write_text(json.dumps(result, indent=1) + "\n")

@@ -26,7 +26,7 @@ from agent.tracker.sam2_language import build_language_sam2
 from agent.tracker.sam2_stream import SAM2StreamTracker
 from agent.video import VideoSource
 from agent.video.keyframes import select_keyframes
-from timing import add_device_arguments, result_path, synchronize, timed, timed_tracking
+from timing import add_device_arguments, device_name, result_path, synchronize, timed, timed_tracking
 
 
 def main() -> None:
@@ -75,7 +75,7 @@ def main() -> None:
         "frames": args.frames, "keyframes": indices, "objects": 3, "frame_size": list(video.size),
         "ours_s_per_frame": round(ours_s / args.frames, 4), "reference_s_per_frame": round(reference_s / args.frames, 4),
         "speedup": round(reference_s / ours_s, 3), "min_pixel_agreement": round(agreement, 6),
-        "ours_seconds_per_frame_by_part": ours_parts, "device": torch.cuda.get_device_name() if args.device != "cpu" else "cpu", "threads": torch.get_num_threads(),
+        "ours_seconds_per_frame_by_part": ours_parts, "device": device_name(args.device), "threads": torch.get_num_threads(),
         "command": f"python benchmarks/sa2vai_3obj.py --frames {args.frames} --keyframes {args.keyframes} --device {args.device}",
     }
     print(json.dumps(result, indent=1))

@@ -31,7 +31,7 @@ from agent.tracker.sam2_language import build_language_sam2
 from agent.tracker.sam2_stream import SAM2StreamTracker
 from agent.video import VideoSource
 from agent.writers import read_palette_png
-from timing import add_device_arguments, autocast, result_path, synchronize, timed
+from timing import add_device_arguments, device_name, autocast, result_path, synchronize, timed
 
 
 def run_stock(stock, frames: Path, mask: np.ndarray, dtype) -> tuple[float, dict]:
@@ -138,7 +138,7 @@ def main() -> None:
     stock_s = results["float32"]["stock_s_per_frame"]
     result = {
         "benchmark": "sam2_speedup_vs_stock", "config": args.config, "frames": args.frames, "frame_size": list(source.size),
-        "device": torch.cuda.get_device_name() if args.device != "cpu" else "cpu", "threads": torch.get_num_threads(),
+        "device": device_name(args.device), "threads": torch.get_num_threads(),
         # the stock predictor as it runs on a CPU (float32) against ours with --dtype bfloat16
         "speedup": round(stock_s / results["bfloat16"]["ours_s_per_frame"], 3),
         "speedup_both_float32": round(stock_s / results["float32"]["ours_s_per_frame"], 3),

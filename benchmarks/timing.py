@@ -28,6 +28,10 @@ def result_path(args: argparse.Namespace, name: str) -> Path:
     return args.results / f"{name}{suffix}.json"
 
 
+def device_name(device: str) -> str:
+    return "cpu" if device == "cpu" else torch.cuda.get_device_name(torch.device(device))
+
+
 def autocast(device: str, dtype: torch.dtype | None):
     return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else contextlib.nullcontext()
 

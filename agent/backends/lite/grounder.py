@@ -286,12 +286,13 @@ class LiteGrounder:
             return Grounding(f"I found no {self._kind(query)}{noun} in this video, so nothing is segmented.", extras={"query": query})
         if question == "count":
             return candidates, per_frame, noun, note
+        size = next(iter(keyframes.values())).size
         # the middle says nothing when the words place the object, or ask for several
         centred = None if query.positions or query.plural else VOCABULARY["centre_scale"]
-        self._salient(candidates, VOCABULARY["salience_weight"] * (2 if fallback else 1), next(iter(keyframes.values())).size, centred)
+        self._salient(candidates, VOCABULARY["salience_weight"] * (2 if fallback else 1), size, centred)
         if question == "activity":
             query.motion = query.motion or "moving"
-        self._attribute_factors(query, candidates, keyframes, next(iter(keyframes.values())).size)
+        self._attribute_factors(query, candidates, keyframes, size)
         candidates.sort(key=lambda c: -c.score)
         return candidates, per_frame, noun, note
 
