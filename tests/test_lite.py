@@ -156,3 +156,38 @@ def test_a_mask_does_not_grow_into_what_moves_with_the_object(lite):
     checked = mean_iou(LiteTracker(lite.tracker.segmenter, lite.tracker.detector))
     unchecked = mean_iou(LiteTracker(lite.tracker.segmenter, lite.tracker.detector, max_growth=float("inf")))
     assert checked > unchecked + 0.05, (checked, unchecked)
+
+
+def test_tracking_starts_from_the_surest_detection():
+    from agent.backends.lite.tracker import LiteTracker
+    from agent.grounder.protocol import ObjectPrompt
+
+    detected = [ObjectPrompt(1, t, box=(0, 0, 9, 9), label="bird", score=s) for t, s in [(0, 0.2), (20, 0.6), (40, 0.6)]]
+    clicked = [ObjectPrompt(2, 30, box=(0, 0, 9, 9), label="bird", score=0.9), ObjectPrompt(2, 50, points=[(3, 3)], point_labels=[1])]
+    unscored = [ObjectPrompt(3, t, box=(0, 0, 9, 9), label="dog") for t in (10, 20)]
+    # the surest (the earlier of equals); a person's prompt keeps the first; no scores, the first
+    assert LiteTracker._starts(detected + clicked + unscored) == {1: 20, 2: 30, 3: 10}
+
+
+def test_a_poor_first_detection_does_not_set_the_mask(lite):
+    """mallard-water: the duck is missed on the first keyframe, and its first detection is a box around the
+    duck and its ripples. Started from its surest detection and tracked both ways, the mask follows the duck;
+    the yardstick is the same prompts started from the first detection, on the same machine."""
+    from dataclasses import replace
+
+    from agent.backends.lite.tracker import mask_iou
+    from agent.video.keyframes import select_keyframes
+    from agent.video.source import VideoSource
+
+    root = SHARED / "data" / "davis16-dev9"
+    frames = sorted((root / "JPEGImages" / "mallard-water").glob("*.jpg"))
+    video = VideoSource.from_frame_files(frames)
+    keyframes = video.read_many(select_keyframes(len(video), 5))
+    prompts = lite.grounder.ground(keyframes, "a duck swimming in the pond").prompts
+    truth = [read_palette_png(root / "Annotations" / "mallard-water" / f"{f.stem}.png") > 0 for f in frames]
+
+    def mean_iou(prompts):
+        return np.mean([mask_iou(frame.masks[1], truth[frame.frame_index]) for frame in lite.tracker.track(video, prompts, keyframes)])
+
+    surest, first = mean_iou(prompts), mean_iou([replace(p, score=None) for p in prompts])
+    assert min(p.frame_index for p in prompts) > 0 and surest > first + 0.1, (surest, first)

@@ -35,6 +35,7 @@ class ObjectPrompt:
     embedding: Any | None = None
     box: tuple[float, float, float, float] | None = None
     label: str | None = None  # what kind of object, when the grounder knows (lets a tracker re-detect it)
+    score: float | None = None  # a detector's confidence in the `box` (lets a tracker start from the surest)
     mask: Any | None = None
     points: list[tuple[float, float]] | None = None
     point_labels: list[int] | None = None

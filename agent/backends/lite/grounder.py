@@ -250,7 +250,7 @@ class LiteGrounder:
         for object_id, candidate in enumerate(chosen, start=1):
             label = candidate.first.class_name if query.imagenet_first or query.class_index is None else query.class_name  # the tracker re-detects by it
             objects[object_id] = f"{kind} detection ({candidate.score:.2f})"
-            prompts += [ObjectPrompt(object_id, t, box=d.box, label=label) for t, d in sorted(candidate.detections.items())]
+            prompts += [ObjectPrompt(object_id, t, box=d.box, label=label, score=d.score) for t, d in sorted(candidate.detections.items())]
         details = "; ".join(f"#{i}: {c.score:.2f}" + (", " + ", ".join(c.reasons) if c.reasons else "") for i, c in enumerate(chosen, 1))
         answer = f"{note}{kind}{noun}: {len(chosen)} of {len(candidates)} candidate(s) — {details}"
         return Grounding(answer, prompts, objects, extras={"query": query, "candidates": candidates})

