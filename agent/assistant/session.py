@@ -334,7 +334,7 @@ class Session:
             return ObjectPrompt(obj.object_id, frame, label=obj.label, **given)
         prompt = replace(obj.prompts.get(frame) or ObjectPrompt(obj.object_id, frame, label=obj.label))
         if "box" in given:
-            prompt.box, prompt.mask = given["box"], None
+            prompt.box, prompt.mask, prompt.score = given["box"], None, None  # a person's box: no detector's confidence
         else:
             prompt.points = [*(prompt.points or []), *given["points"]]
             prompt.point_labels = [*(prompt.point_labels or []), *given["point_labels"]]
