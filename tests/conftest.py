@@ -13,6 +13,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 REFDAVIS = SHARED / "data" / "refdavis-mini3"
+DAVIS16 = SHARED / "data" / "davis16-dev9"
 FIXTURES = SHARED / "fixtures"
 QWEN25_FIXTURE = FIXTURES / "sa2va-qwen2_5-vl-tiny"
 VIDEOS = ("blackswan", "car-shadow", "libby")
@@ -23,6 +24,13 @@ def refdavis() -> Path:
     if not REFDAVIS.is_dir():
         pytest.skip(f"real evaluation data not found at {REFDAVIS} (../shared is absent)")
     return REFDAVIS
+
+
+@pytest.fixture(scope="session")
+def davis16() -> Path:
+    if not DAVIS16.is_dir():
+        pytest.skip(f"real evaluation data not found at {DAVIS16} (../shared is absent)")
+    return DAVIS16
 
 
 @pytest.fixture(scope="session")

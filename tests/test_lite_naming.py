@@ -2,7 +2,6 @@
 the colour measure on real frames, and the fallback when nothing names the noun."""
 
 import pytest
-from conftest import SHARED
 from PIL import Image
 
 from agent.backends.lite import weights
@@ -13,9 +12,6 @@ from agent.backends.lite.tracker import box_iou, box_of
 from agent.video.keyframes import select_keyframes
 from agent.video.source import VideoSource
 from agent.writers import read_palette_png
-
-DEV9 = SHARED / "data" / "davis16-dev9"
-
 
 @pytest.fixture(scope="module")
 def grounder(lite_assistant):
@@ -49,7 +45,7 @@ def test_nouns_are_matched_beyond_coco(grounder, text, first, name, contains):
     assert query.imagenet_first is first and query.imagenet_name == name and contains in query.imagenet
 
 
-def test_colour_on_real_frames(refdavis):
+def test_colour_on_real_frames(refdavis, davis16):
     """The measure ranks colours as a person would on the objects themselves (DAVIS ground truth)."""
     def affinities(root, video, frame="00000"):
         image, truth = frame_and_truth(root, video, frame)
@@ -57,13 +53,13 @@ def test_colour_on_real_frames(refdavis):
 
     swan = affinities(refdavis, "blackswan")
     assert swan["black"] == max(swan.values())
-    boat = affinities(DEV9, "boat")  # a white boat: "red" is wrong, as the measure says
+    boat = affinities(davis16, "boat")  # a white boat: "red" is wrong, as the measure says
     assert boat["white"] > 2 * boat["red"] and boat["red"] < 0.05
-    bear = affinities(DEV9, "bear")
+    bear = affinities(davis16, "bear")
     assert bear["brown"] > max(bear["pink"], bear["blue"], bear["green"], bear["white"])
-    flamingo = affinities(DEV9, "flamingo")  # pale pink: little saturation, still more pink than blue or green
+    flamingo = affinities(davis16, "flamingo")  # pale pink: little saturation, still more pink than blue or green
     assert flamingo["pink"] > 3 * max(flamingo["blue"], flamingo["green"])
-    image, truth = frame_and_truth(DEV9, "dance-jump")
+    image, truth = frame_and_truth(davis16, "dance-jump")
     assert colour_affinity(image, truth, "pink") > 2 * colour_affinity(image, ~truth, "pink"), "her dress against the rest"
 
 
@@ -88,21 +84,21 @@ def test_no_x_only_when_neither_model_sees_one(grounder, refdavis):
     assert grounding.prompts and "bird" in grounding.answer
 
 
-def test_the_girl_in_the_pink_dress_is_the_one_in_front(grounder):
+def test_the_girl_in_the_pink_dress_is_the_one_in_front(grounder, davis16):
     """Colour and size decide between candidates of one kind (dance-jump: a girl in front, a crowd behind)."""
-    keyframes = _keyframes(DEV9, "dance-jump")
+    keyframes = _keyframes(davis16, "dance-jump")
     grounding = grounder.ground(keyframes, "the girl in the pink dress dancing")
     first = min(p.frame_index for p in grounding.prompts)
     prompt = next(p for p in grounding.prompts if p.frame_index == first)
-    assert box_iou(prompt.box, box_of(read_palette_png(DEV9 / "Annotations" / "dance-jump" / f"{first:05d}.png") > 0)) > 0.5
+    assert box_iou(prompt.box, box_of(read_palette_png(davis16 / "Annotations" / "dance-jump" / f"{first:05d}.png") > 0)) > 0.5
 
 
-def test_the_pink_flamingo_is_the_one_the_camera_follows(grounder):
+def test_the_pink_flamingo_is_the_one_the_camera_follows(grounder, davis16):
     """Two pale pink flamingos; the one behind is detected more surely and on more keyframes. The camera
     is pointed at the one in front: the centre prior picks it (it chose the one behind before)."""
-    keyframes = _keyframes(DEV9, "flamingo")
+    keyframes = _keyframes(davis16, "flamingo")
     grounding = grounder.ground(keyframes, "the pink flamingo in the water")
     prompt = min(grounding.prompts, key=lambda p: p.frame_index)
     x0, y0, x1, y1 = (int(round(v)) for v in prompt.box)  # the detector's box holds the body, not the legs in the water
-    truth = read_palette_png(DEV9 / "Annotations" / "flamingo" / f"{prompt.frame_index:05d}.png") > 0
+    truth = read_palette_png(davis16 / "Annotations" / "flamingo" / f"{prompt.frame_index:05d}.png") > 0
     assert truth[y0:y1, x0:x1].mean() > 0.3  # 0.41; the box of the one behind: 0.09

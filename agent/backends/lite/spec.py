@@ -15,6 +15,7 @@ def load_lite(device: str = "cpu", *, keyframes: int = 5, keyframe_strategy: str
     from agent.backends.lite.classifier import ImageNetClassifier
     from agent.backends.lite.detector import CenterNetDetector
     from agent.backends.lite.grounder import LiteGrounder
+    from agent.backends.lite.identity import Identifier
     from agent.backends.lite.segmenter import MiniSam
     from agent.backends.lite.text import ClassMatcher
     from agent.backends.lite.tracker import LiteTracker
@@ -30,7 +31,7 @@ def load_lite(device: str = "cpu", *, keyframes: int = 5, keyframe_strategy: str
     segmenter = MiniSam(folder)
     classifier = ImageNetClassifier(folder / "classifier.safetensors")
     grounder = LiteGrounder(detector, segmenter, ClassMatcher(weights.text_model_dir()), classifier)
-    tracker = LiteTracker(segmenter, detector)
+    tracker = LiteTracker(segmenter, detector, identifier=Identifier(classifier))
     return Backend("lite", MODEL, "cpu", grounder, tracker, keyframes, keyframe_strategy)
 
 

