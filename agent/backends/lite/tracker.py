@@ -43,6 +43,7 @@ from agent.tracker.protocol import FrameMasks
 from agent.video.source import VideoSource
 from agent.writers.rle import decode_rle, encode_rle
 
+SEARCH_SCORE = 0.05  # the weakest detection the classifier looks at (a dog the detector barely sees, as a "sheep")
 SIMILAR_COLOURS = 0.3  # colour histogram correlation below which a found region is not the object
 CLASS_INDEX = {entry["name"]: index for index, entry in enumerate(VOCABULARY["classes"])}
 
@@ -96,6 +97,14 @@ class LiteTracker:
         self.stats = {"encoder_frames": 0, "frames": 0, "redetections": 0, "recognitions": 0}
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # no state kept between calls
         self._grid: tuple[np.ndarray, np.ndarray] | None = None  # pixel coordinates, built once per frame size
+        self._detected: tuple[Image.Image, list] | None = None  # the last frame's detections, shared by its objects
+
+    def _detections(self, image: Image.Image, min_score: float) -> list:
+        """The detector's boxes above `min_score` on this frame, run once per frame at the lowest score any
+        check asks for (after per-class NMS the boxes above a higher score are the same) and shared by its objects."""
+        if self._detected is None or self._detected[0] is not image:
+            self._detected = (image, self.detector.detect(image, SEARCH_SCORE))
+        return [d for d in self._detected[1] if d.score >= min_score]
 
     def _flow(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
         """Backward flow at full resolution: current(x) ≈ previous(x + flow(x))."""
@@ -117,7 +126,7 @@ class LiteTracker:
         if t in obj.boxes and (guess is None or box_iou(obj.boxes[t], guess) > 0.1):
             return expand_box(obj.boxes[t], 0.1, image.size), True  # the grounder saw it here
         if self.detector is not None and obj.class_index is not None and guess is not None:
-            same = [d for d in self.detector.detect(image, 0.1) if d.class_index == obj.class_index]
+            same = [d for d in self._detections(image, 0.1) if d.class_index == obj.class_index]
             best = max(same, key=lambda d: box_iou(d.box, guess), default=None)
             if best is not None and box_iou(best.box, guess) >= 0.3:
                 return expand_box(best.box, 0.1, image.size), True
@@ -163,7 +172,7 @@ class LiteTracker:
         if self.detector is None or not mask.any():
             return None
         box = box_of(mask)
-        best = max(self.detector.detect(image, 0.1), key=lambda d: box_iou(d.box, box), default=None)
+        best = max(self._detections(image, 0.1), key=lambda d: box_iou(d.box, box), default=None)
         return best.class_index if best is not None and box_iou(best.box, box) >= 0.5 else None
 
     def _carry(self, points: list[tuple[float, float]], flow: np.ndarray) -> list[tuple[float, float]]:
@@ -187,7 +196,7 @@ class LiteTracker:
             return None
         self.stats["redetections"] += 1
         best, best_similarity = None, 0.5
-        for detection in self.detector.detect(image, 0.15):
+        for detection in self._detections(image, 0.15):
             if detection.class_index != obj.class_index:
                 continue
             box = np.zeros(pixels.shape[:2], bool)
@@ -214,7 +223,7 @@ class LiteTracker:
         if self.identifier is None or obj.identity is None or self.detector is None:
             return None
         self.stats["recognitions"] += 1
-        for box, _ in self.identifier.search(obj.identity, image, self.detector.detect(image, 0.05))[:2]:
+        for box, _ in self.identifier.search(obj.identity, image, self._detections(image, SEARCH_SCORE))[:2]:
             embedding = embedding if embedding is not None else self.segmenter.embed(image)  # only when something is found
             mask = self.segmenter.segment(embedding, box=box).mask
             similarity = cv2.compareHist(obj.appearance, colour_histogram(pixels, mask), cv2.HISTCMP_CORREL) if mask.any() else -1
