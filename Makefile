@@ -3,9 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rvos-installed
-SHARED := ../shared/data/refdavis-mini3/JPEGImages/blackswan
-VIDEO ?= $(if $(wildcard $(SHARED)),$(SHARED),)
+SHARED ?= ../shared
+# make demo: DAVIS's blackswan when $(SHARED) has it, else a clip made once into $(SAMPLE)/ from a photograph
+# that scikit-image ships (agent/video/sample.py), segmented with its own instruction; VIDEO=… TEXT=… override.
+DEMO_SWAN := $(SHARED)/data/refdavis-mini3/JPEGImages/blackswan
+SAMPLE ?= demo-sample
+ifneq ($(wildcard $(DEMO_SWAN)),)
+VIDEO ?= $(DEMO_SWAN)
 TEXT ?= a black feathered swan
+endif
 OUT ?= demo-out
 
 .PHONY: install weights browser planner-server test demo serve clean
@@ -41,7 +47,7 @@ $(LLAMA_STAMP): $(STAMP)
 	touch $(LLAMA_STAMP)
 
 planner-server: $(LLAMA_STAMP)
-	$(VENV)/bin/rvos weights fetch planner-test
+	$(PY) tests/support/planner_model.py
 
 test: weights browser planner-server
 	$(PY) -m pytest -q
@@ -51,8 +57,14 @@ serve: weights
 	$(VENV)/bin/rvos serve --backend lite
 
 demo: weights
-	@test -n "$(VIDEO)" || { echo "make demo: no sample video here; run: make demo VIDEO=path/to/video TEXT='the object'"; exit 2; }
+ifeq ($(strip $(VIDEO)),)
+	@text=$$($(PY) -m agent.video.sample "$(SAMPLE)") || exit 2; text="$(or $(TEXT),$$text)"; \
+	echo "$(VENV)/bin/rvos segment $(SAMPLE) \"$$text\" --out $(OUT) --overwrite"; \
+	$(VENV)/bin/rvos segment "$(SAMPLE)" "$$text" --out $(OUT) --overwrite
+else
+	@test -n "$(TEXT)" || { echo "make demo: say what to segment: make demo VIDEO=$(VIDEO) TEXT='the object'"; exit 2; }
 	$(VENV)/bin/rvos segment "$(VIDEO)" "$(TEXT)" --out $(OUT) --overwrite
+endif
 
 clean:
-	rm -rf $(VENV) $(OUT)
+	rm -rf $(VENV) $(OUT) $(SAMPLE)

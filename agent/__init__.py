@@ -5,4 +5,4 @@ Data flow: video in (`agent.video`) → keyframes → grounder (`agent.grounder`
 (`agent.backends`) pair one grounder with one tracker.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # raised whenever behaviour changes (results, options, outputs): result.json and report.json record it

@@ -34,24 +34,30 @@ def _add_planner_options(parser: argparse.ArgumentParser) -> None:
                                       "(key: $RVOS_PLANNER_API_KEY or $OPENAI_API_KEY)")
     group.add_argument("--planner", metavar="URL", help="the server's address, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama, llama.cpp, …)")
     group.add_argument("--planner-model", metavar="NAME", help="the model the server serves, e.g. Qwen/Qwen2.5-VL-7B-Instruct")
-    group.add_argument("--planner-protocol", choices=["auto", "tools", "json"], default="auto",
-                       help="tools: tool calls; json: one JSON reply under the server's structured output; auto: tools, else json")
-    group.add_argument("--planner-max-calls", type=int, default=8, help="tool calls per question (default 8)")
-    group.add_argument("--planner-max-seconds", type=float, default=300, help="seconds per question (default 300)")
-    group.add_argument("--planner-retries", type=int, default=2, help="unusable replies retried, the error shown to the model (default 2)")
-    group.add_argument("--planner-candidates", type=int, default=5, help="most candidates one find returns (default 5)")
+    # no argparse defaults: an option given without --planner is refused; PlannerConfig holds the defaults
+    group.add_argument("--planner-protocol", choices=["auto", "tools", "json"],
+                       help="tools: tool calls; json: one JSON reply under the server's structured output; auto (default): tools, else json")
+    group.add_argument("--planner-max-calls", type=int, help="tool calls per question (default 8)")
+    group.add_argument("--planner-max-seconds", type=float, help="seconds per question (default 300)")
+    group.add_argument("--planner-retries", type=int, help="unusable replies retried, the error shown to the model (default 2)")
+    group.add_argument("--planner-candidates", type=int, help="most candidates one find returns (default 5)")
+
+
+PLANNER_OPTIONS = {"planner_model": "model", "planner_protocol": "protocol", "planner_max_calls": "max_calls",
+                   "planner_max_seconds": "max_seconds", "planner_retries": "retries", "planner_candidates": "candidates"}
 
 
 def _planner(args: argparse.Namespace):
     """The planner's config from the flags (checked before any model loads), or None."""
+    given = {field: getattr(args, option) for option, field in PLANNER_OPTIONS.items() if getattr(args, option, None) is not None}
     if not getattr(args, "planner", None):
-        if getattr(args, "planner_model", None):
-            raise UserError("--planner-model needs --planner URL (the server's address)")
+        if given:
+            option = next(o for o, f in PLANNER_OPTIONS.items() if f in given)
+            raise UserError(f"--{option.replace('_', '-')} needs --planner URL (the server's address); add it or drop the option")
         return None
     from agent.planner import PlannerConfig
 
-    return PlannerConfig(args.planner, args.planner_model or "", args.planner_protocol, args.planner_max_calls, args.planner_max_seconds,
-                         args.planner_retries, args.planner_candidates).check()
+    return PlannerConfig(args.planner, **({"model": ""} | given)).check()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="run a backend on a benchmark, write predictions, scores and plots (resumable)")
     evaluate.add_argument("root", help="dataset root as downloaded")
-    evaluate.add_argument("--dataset", default="generic", help="generic, ref-youtube-vos, ref-davis17, mevis, mevis-v2, revos, long-rvos")
+    evaluate.add_argument("--dataset", help="generic (default), ref-youtube-vos, ref-davis17, mevis, mevis-v2, revos, long-rvos")
     evaluate.add_argument("--split", help="dataset split (each reader has its usual default)")
     evaluate.add_argument("--protocol", choices=["referring", "semi"], default="referring",
                           help="referring: ground each expression (default); semi: DAVIS semi-supervised, the first annotated frame's masks as the prompt")
@@ -107,8 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     weights = sub.add_parser("weights", help="offline weights of backends that ship them")
     weights_sub = weights.add_subparsers(dest="action", required=True)
     fetch = weights_sub.add_parser("fetch", help="fetch, verify and convert a backend's weights into $RVOS_HOME")
-    fetch.add_argument("backend", choices=["lite", "planner-test"],
-                       help="lite: the offline backend's weights; planner-test: Gemma 3 270M (GGUF) for the planner's end-to-end test")
+    fetch.add_argument("backend", choices=["lite"], help="lite: the offline backend's weights")
     fetch.add_argument("--force", action="store_true", help="fetch again even if present")
     fetch.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -137,8 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-frames", type=int, default=3000, help="longest video in frames (default 3000)")
     serve.add_argument("--max-side", type=int, default=4096, help="largest frame side in pixels (default 4096)")
     serve.add_argument("--idle-minutes", type=float, default=60, help="a browser session idle this long is closed and its files removed (default 60)")
-    serve.add_argument("--examples", metavar="DIR", help="example videos (DATASET/JPEGImages/VIDEO frame folders, video files); default: ../shared/data when present")
+    serve.add_argument("--max-sessions", type=int, default=8, help="browser sessions open at once; one more is asked to come back later (default 8)")
+    serve.add_argument("--examples", metavar="DIR", help="example videos (DATASET/JPEGImages/VIDEO frame folders, video files); "
+                       "default: ../shared/data beside the git checkout it runs from, when present")
     serve.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    from agent.batch import add_batch_command  # its options sit beside the code that reads them
+
+    add_batch_command(sub, _add_backend_options)
 
     backends = sub.add_parser("backends", help="list backends and whether each can run here")
     backends.add_argument("--model", help="check this model for backends that take one")
@@ -152,9 +163,19 @@ def _backend_options(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
+def _checked_backend(args: argparse.Namespace) -> tuple[str, str]:
+    """The backend `--backend` stands for and the device to load it on, once every check that needs no model has
+    passed: it can run here, the device exists and suits it, and it honours every option given (one it would
+    ignore is refused)."""
+    from agent.backends import check_backend
+
+    spec, device = check_backend(args.backend, args.model, args.device, **_backend_options(args))
+    return spec.name, device
+
+
 def _segment(args: argparse.Namespace) -> int:
     from agent.backends import load_backend
-    from agent.grounder.visual import command_line_prompts
+    from agent.visual_syntax import command_line_prompts
     from agent.pipeline import check_instruction, segment
     from agent.video.source import VideoSource
     from agent.writers.output import check_output_folder
@@ -167,7 +188,8 @@ def _segment(args: argparse.Namespace) -> int:
     source = VideoSource.open(args.video)
     prompts = command_line_prompts(len(source), source.size, args.point, args.box, args.mask)
     check_output_folder(Path(args.out), args.overwrite)
-    backend = load_backend(args.backend, args.model, args.device, **_backend_options(args))
+    name, device = _checked_backend(args)
+    backend = load_backend(name, args.model, device, **_backend_options(args))
     run = segment(source, args.instruction, backend, args.out, overwrite=args.overwrite, overlay=not args.no_overlay, prompts=prompts)
     print(f"answer: {run.grounding.answer}")
     print(f"objects: {len(run.grounding.objects)}  frames: {len(source)}  backend: {backend.name} ({backend.model})")
@@ -184,7 +206,11 @@ def _chat(args: argparse.Namespace) -> int:
     from agent.video.source import VideoSource
 
     video = VideoSource.open(args.video)  # bad input fails before a model loads
-    assistant = Assistant.load(args.backend, args.model, args.device, planner=_planner(args), **_backend_options(args))
+    planner = _planner(args)
+    if args.mode == "planner" and planner is None:
+        raise UserError("--mode planner needs a planner: add --planner URL --planner-model NAME, or use another --mode")
+    name, device = _checked_backend(args)
+    assistant = Assistant.load(name, args.model, device, planner=planner, **_backend_options(args))
     return run_chat(assistant.open(video), mode=args.mode)
 
 
@@ -207,14 +233,37 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch(args: argparse.Namespace) -> int:
+    from agent.batch import BatchJob, print_summary, read_items, run_batch
+
+    # the whole input is checked (a bad manifest line named) before any model loads
+    items = read_items(args.input, args.out, args.instruction, args.point, args.box, args.mask)
+    if args.workers is not None and (args.workers < 1 or not args.ray):
+        raise UserError("--workers N (N ≥ 1) sets the Ray workers: give it with --ray, or drop it")
+    name, device = _checked_backend(args)
+    # on Ray the device as asked: workers resolve `auto` on their own machines
+    job = BatchJob(args.out, name, args.model, args.device if args.ray else device, _backend_options(args), overlay=not args.no_overlay)
+    summary = run_batch(job, items, source=args.input, ray_address=args.ray, workers=args.workers)
+    print_summary(summary)
+    return 0 if not summary["failed"] else 1
+
+
 def _eval(args: argparse.Namespace) -> int:
-    from agent.backends import resolve_device
     from agent.evaluation.runner import EvalJob, run_evaluation
 
-    resolve_device(args.device)  # fail before any work
-    job = EvalJob(args.root, args.dataset, args.split, args.backend, args.out, args.model, args.device, _backend_options(args), _planner(args))
-    if job.planner is not None and args.protocol == "semi":
-        raise UserError("the planner grounds language: it has no part in --protocol semi (masks as prompts); drop --planner")
+    # fail before any work: options the protocol or the backend would ignore, a device that is not there
+    if args.workers is not None and (args.workers < 1 or not args.ray):
+        raise UserError("--workers N (N ≥ 1) sets the Ray workers: give it with --ray, or drop it")
+    planner = _planner(args)
+    if args.protocol == "semi":
+        from agent.evaluation.semi import check_semi_options
+
+        check_semi_options(planner=args.planner, split=args.split, dataset=None if args.dataset in (None, "generic") else args.dataset,
+                           ray=args.ray, workers=args.workers, answer=args.answer, keyframes=args.keyframes,
+                           keyframe_strategy=args.keyframe_strategy)
+    name, _ = _checked_backend(args)
+    # the device as asked: Ray workers resolve `auto` on their own machines
+    job = EvalJob(args.root, args.dataset or "generic", args.split, name, args.out, args.model, args.device, _backend_options(args), planner)
     if args.protocol == "semi":
         from agent.evaluation.semi import run_semi_supervised
 
@@ -234,11 +283,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _weights(args: argparse.Namespace) -> int:
-    if args.backend == "planner-test":
-        from agent.planner import small_model
-
-        small_model.fetch(force=args.force)
-        return 0
     from agent.backends.lite import weights
 
     weights.fetch(force=args.force)
@@ -280,7 +324,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     limits = Limits(max_upload_mb=args.max_upload_mb, max_frames=args.max_frames, max_side=args.max_side)
     options = ServeOptions(args.backend, args.model, args.device, args.host, args.port, args.concurrency, args.auth, limits,
-                           args.idle_minutes, args.examples, _planner(args))
+                           args.idle_minutes, args.examples, _planner(args), max_sessions=args.max_sessions)
     serve(options, _backend_options(args))
     return 0
 
@@ -299,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"segment": _segment, "chat": _chat, "score": _score, "eval": _eval, "weights": _weights, "backends": _backends,
-                    "train": _train, "synth": _synth, "serve": _serve}
+                    "train": _train, "synth": _synth, "serve": _serve, "batch": _batch}
         return commands[args.command](args)
     except UserError as exc:
         if args.debug:

@@ -10,7 +10,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from agent import __version__
 from agent.backends.base import Backend
 from agent.errors import UserError
 from agent.grounder.protocol import Grounding, ObjectPrompt, Turn
@@ -90,13 +89,12 @@ def segment(
         bar.close()
         timings["track_and_write_s"] = time.perf_counter() - start
         meta = {
-            "rvos_agent": __version__,
             "input": str(source.path) if source.path else "in-memory",
             "instruction": instruction,
             "answer": grounding.answer,
-            "backend": backend.name,
-            "model": backend.model,
-            "device": backend.device,
+            # what shaped the result: rvos_agent (the version), backend, model, device, keyframe_count,
+            # keyframe_strategy, the options given and every setting the backend ran with
+            **backend.provenance(),
             "num_frames": len(source),
             "frame_size": list(source.size),
             "fps": source.fps,

@@ -14,13 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from agent.assistant import Assistant
 from agent.planner import PlannerConfig
-from agent.planner.small_model import ALIAS, local_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.planner_model import ALIAS, local_server  # noqa: E402  (the tests' small model and its server)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "refdavis-mini3"
 

@@ -35,8 +35,9 @@ def read_results(folder: Path) -> tuple[list[np.ndarray], list[dict]]:
     return masks, [f["objects"] for f in json.loads((folder / "result.json").read_text())["frames"]]
 
 
-def start_server(port: int, concurrency: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "agent", "serve", "--backend", "lite", "--port", str(port), "--concurrency", str(concurrency)]
+def start_server(port: int, concurrency: int, log: Path, sessions: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "agent", "serve", "--backend", "lite", "--port", str(port), "--concurrency", str(concurrency),
+               "--max-sessions", str(sessions)]  # every client of every round stays a session (a script never closes a tab)
     process = subprocess.Popen(command, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.monotonic() + 300
     while "Running on" not in log.read_text():
@@ -62,7 +63,9 @@ def one_client(url: str, video: Path, question: str, reference, outcome: dict) -
         client.predict(handle_file(str(video)), api_name="/open_video")
         answer = client.predict(question, "direct", 0, api_name="/ask")
         outcome["seconds"] = time.perf_counter() - start
-        archive = next(Path(v) for v in map(_file_path, answer) if v and v.endswith(".zip"))
+        if "object(s) found" not in str(answer[0]):
+            raise RuntimeError(f"no answer: {answer[0]}")
+        archive = next(Path(v) for v in map(_file_path, client.predict(api_name="/download")) if v and v.endswith(".zip"))  # built when asked
         with tempfile.TemporaryDirectory() as folder, zipfile.ZipFile(archive) as zipped:
             zipped.extractall(folder)
             masks, objects = read_results(Path(folder))
@@ -90,7 +93,7 @@ def main() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = start_server(port, args.concurrency, work / "serve.log")
+    server = start_server(port, args.concurrency, work / "serve.log", sum(args.clients))
     url = f"http://127.0.0.1:{port}/"
     runs = []
     try:

@@ -14,13 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
 from agent.training.config import load_config
-from agent.training.evaluate import score_checkpoint
 from agent.training.synthetic import CONTRASTS, generate
 from agent.training.trainer import train
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.training_score import score_checkpoint  # noqa: E402  (shared with tests/test_learning.py)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FRAMES = 8  # per generated video

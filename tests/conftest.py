@@ -1,8 +1,10 @@
-"""Shared test helpers: the real videos and fixtures in ../shared, and video encoding with PyAV."""
+"""Shared test helpers: the real videos and fixtures in ../shared, the models loaded once per session, and
+video encoding with PyAV."""
 
 from __future__ import annotations
 
 import json
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,7 +13,9 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+# The project's test data (data/: DAVIS videos with masks; fixtures/: tiny official-layout checkpoints with
+# reference outputs) lies beside the checkout; RVOS_SHARED points elsewhere.
+SHARED = Path(os.environ.get("RVOS_SHARED") or ROOT.parent / "shared")
 REFDAVIS = SHARED / "data" / "refdavis-mini3"
 DAVIS16 = SHARED / "data" / "davis16-dev9"
 FIXTURES = SHARED / "fixtures"
@@ -19,18 +23,46 @@ QWEN25_FIXTURE = FIXTURES / "sa2va-qwen2_5-vl-tiny"
 VIDEOS = ("blackswan", "car-shadow", "libby")
 
 
+def shared_required() -> bool:
+    """Under CI (CI=true, as CI services set it) or RVOS_REQUIRE_SHARED=1 (`.ci/run`), missing shared data
+    fails the run: otherwise CI could pass with every fixture, metric and real-video test skipped."""
+    def on(name: str) -> bool:
+        return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+    return on("CI") or on("RVOS_REQUIRE_SHARED")
+
+
+def require_shared(path: Path, what: str) -> Path:
+    """`path` (inside ../shared) when it is there; else skip with the reason, or fail under CI."""
+    if path.exists():
+        return path
+    message = (f"{what} not found at {path}: put the project's shared test data (data/, fixtures/) at "
+               f"{ROOT.parent / 'shared'} or point RVOS_SHARED at it")
+    if shared_required():
+        pytest.fail(f"{message} (required under CI / RVOS_REQUIRE_SHARED)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """The same rule for a test that checks ../shared itself and skips (its reason names ../shared)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and shared_required() and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if "../shared" in reason or str(SHARED) in reason:
+            report.outcome = "failed"
+            report.longrepr = f"{reason} (required under CI / RVOS_REQUIRE_SHARED)"
+
+
 @pytest.fixture(scope="session")
 def refdavis() -> Path:
-    if not REFDAVIS.is_dir():
-        pytest.skip(f"real evaluation data not found at {REFDAVIS} (../shared is absent)")
-    return REFDAVIS
+    return require_shared(REFDAVIS, "real evaluation data (refdavis-mini3)")
 
 
 @pytest.fixture(scope="session")
 def davis16() -> Path:
-    if not DAVIS16.is_dir():
-        pytest.skip(f"real evaluation data not found at {DAVIS16} (../shared is absent)")
-    return DAVIS16
+    return require_shared(DAVIS16, "real evaluation data (davis16-dev9)")
 
 
 @pytest.fixture(scope="session")
@@ -40,19 +72,27 @@ def refdavis_meta(refdavis) -> dict:
 
 @pytest.fixture(scope="session")
 def qwen25_fixture() -> Path:
-    if not QWEN25_FIXTURE.is_dir():
-        pytest.skip(f"Sa2VA fixture not found at {QWEN25_FIXTURE} (../shared is absent)")
-    return QWEN25_FIXTURE
+    return require_shared(QWEN25_FIXTURE, "the Sa2VA Qwen2.5-VL fixture")
 
 
 @pytest.fixture(scope="session")
-def lite_assistant():
-    from agent.assistant import Assistant
+def lite_backend():
+    """The lite backend, loaded once per session (its models hold no per-video state; a test that changes
+    a setting builds its own tracker from these parts)."""
     from agent.backends.lite import weights
+    from agent.backends.lite.spec import load_lite
 
-    if weights.unavailable_reason():
-        pytest.fail("lite weights missing; `make test` fetches them")
-    return Assistant.load("lite")
+    reason = weights.unavailable_reason()
+    if reason:
+        pytest.fail(f"lite weights missing ({reason}); `make test` fetches them with `rvos weights fetch lite`")
+    return load_lite()
+
+
+@pytest.fixture(scope="session")
+def lite_assistant(lite_backend):
+    from agent.assistant import Assistant
+
+    return Assistant(lite_backend)
 
 
 @pytest.fixture(scope="session")

@@ -76,12 +76,8 @@ def test_direct_mode_does_not_verify():
 
 # --- the lite backend on a real video --------------------------------------------------------
 @pytest.fixture(scope="module")
-def lite_session(refdavis):
-    from agent.backends.lite import weights
-
-    if weights.unavailable_reason():
-        pytest.fail("lite weights missing; `make test` fetches them")
-    return Assistant.load("lite").open(refdavis / "JPEGImages" / "libby")
+def lite_session(lite_assistant, refdavis):
+    return lite_assistant.open(refdavis / "JPEGImages" / "libby")
 
 
 def test_multi_turn_on_a_real_video(lite_session, refdavis, tmp_path):
@@ -122,10 +118,15 @@ def test_rvos_chat_with_piped_input(refdavis, tmp_path):
 
 
 # --- the Sa2VA backend through the same loop, teacher-forced ----------------------------------
+@pytest.fixture(scope="module")
+def sa2va_assistant(qwen25_fixture):
+    """Loaded once for this file; each test sets the teacher-forced replies it needs and gets its own session."""
+    return Assistant.load("sa2va", str(qwen25_fixture / "checkpoint"), "cpu", sam2_config=str(qwen25_fixture / "sam2_tiny_test.yaml"))
+
+
 @pytest.fixture
-def sa2va(qwen25_fixture):
-    assistant = Assistant.load("sa2va", str(qwen25_fixture / "checkpoint"), "cpu", sam2_config=str(qwen25_fixture / "sam2_tiny_test.yaml"))
-    return assistant, assistant.open(qwen25_fixture / "inputs")
+def sa2va(sa2va_assistant, qwen25_fixture):
+    return sa2va_assistant, sa2va_assistant.open(qwen25_fixture / "inputs")
 
 
 def test_sa2va_reasoning_with_verification(sa2va):
@@ -136,8 +137,11 @@ def test_sa2va_reasoning_with_verification(sa2va):
     assert kinds(reply) == ["reason", "ground", "track", "verify", "answer"]
     assert reply.trace[0].detail["expression"] == "the red square" and list(reply.objects) == [1]
     assistant.backend.grounder.teacher["verify"] = "No, that is the green circle."
-    rejected = session.ask("the shape that is moving", mode="reasoning", max_retries=1)
-    assert kinds(rejected).count("verify") <= 2 and "not verified" in rejected.answer
+    rejected = session.ask("the shape that is moving", mode="reasoning", max_retries=2)
+    # rejected, retried with the feedback; the same object comes back and is rejected again: it stops there,
+    # with a retry left, and answers unverified
+    assert kinds(rejected) == ["reason", "ground", "track", "verify", "retry", "reason", "ground", "track", "verify", "retry", "answer"]
+    assert rejected.trace[9].text == "the same object came back: stopping" and "not verified" in rejected.answer
 
 
 def test_sa2va_multi_turn_history_format(sa2va):

@@ -51,7 +51,9 @@ def server(browser_ready, refdavis, tmp_path_factory):
     command = [sys.executable, "-m", "agent", "serve", "--backend", "lite", "--port", str(port), "--auth", f"{USER}:{PASSWORD}",
                "--examples", str(refdavis.parent), "--concurrency", "2"]
     with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ | {"TMPDIR": str(workspaces)})
+        # the workspaces live in gradio's upload folder (served from there): the same folder here
+        env = os.environ | {"TMPDIR": str(workspaces), "GRADIO_TEMP_DIR": str(workspaces)}
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and "Running on" not in log.read_text():

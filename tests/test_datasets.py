@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from agent.errors import UserError
 from agent.evaluation.datasets import read_dataset
 from agent.evaluation.metrics import region_similarity
 from agent.evaluation.runner import EvalJob, run_evaluation
@@ -201,3 +202,35 @@ def test_target_accuracy_counts_empty_answers():
                {"has_target": True, "answered_empty": True}, {"answered_empty": True}]
     assert target_accuracy(records) == {"N_acc": 0.5, "no_target_expressions": 2, "T_acc": 2 / 3}
     assert target_accuracy([{"answered_empty": True}]) == {}
+
+
+@pytest.mark.parametrize("video, exp_id, frame, bad", [
+    ("../../escaped", "0", "00000", "video id '../../escaped'"),
+    ("/tmp/escaped", "0", "00000", "video id '/tmp/escaped'"),
+    ("vid", "../../../escaped", "00000", "expression id of video 'vid' '../../../escaped'"),
+    ("vid", "0", "../../../../escaped", "frame name of video 'vid' '../../../../escaped'"),
+    ("vid", "a\\..\\..", "00000", "expression id of video 'vid' 'a\\\\..\\\\..'"),
+])
+def test_ids_that_leave_the_output_folder_are_refused(tmp_path, video, exp_id, frame, bad):
+    """A crafted generic-layout meta: `rvos eval` refuses it before loading a model or writing anything."""
+    root = tmp_path / "data" / "crafted"
+    names = write_frames(root / "JPEGImages" / "vid")
+    frames = [frame] + names[1:]
+    (root / "meta_expressions.json").write_text(json.dumps(
+        {"videos": {video: {"expressions": {exp_id: {"exp": "the moving square", "obj_id": "1"}}, "frames": frames}}}))
+    out = tmp_path / "runs" / "eval"
+    job = EvalJob(str(root), "generic", None, "no-such-backend", str(out))
+    with pytest.raises(UserError, match="not a plain name") as refused:
+        run_evaluation(job, progress=False)
+    assert bad in str(refused.value) and "\n" not in str(refused.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing written, not even --out
+
+
+def test_video_ids_with_folders_stay_inside(tmp_path):
+    """ReVOS names its videos by source (`UVO/all/<id>`): such ids are read as they are."""
+    root = tmp_path / "nested"
+    names = write_frames(root / "JPEGImages" / "UVO" / "all" / "vid")
+    exps = {"0": {"exp": "the moving square", "obj_id": "1"}}
+    (root / "meta_expressions.json").write_text(json.dumps({"videos": {"UVO/all/vid": {"expressions": exps, "frames": names}}}))
+    dataset = read_dataset(root)
+    assert dataset.videos() == ["UVO/all/vid"] and all(p.is_file() for p in dataset.expressions[0].frame_paths())

@@ -29,14 +29,12 @@ def largest_region(mask):
     return labels == 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax()) if count > 1 else mask
 
 
-@pytest.mark.xfail(strict=True, reason="known: these corrections lower J on libby (mean -0.33 over the frames they "
-                   "re-track): the box around a mask in two parts, and re-tracking that loses the dog behind the trunk")
-def test_negative_clicks_on_what_the_mask_wrongly_covers_raise_j_on_libby(lite_assistant, refdavis):
+def test_negative_clicks_on_libby_take_out_what_they_mark_and_change_only_the_frames_they_re_track(lite_assistant, refdavis):
     """The dog runs behind a trunk while the camera pans; around it the mask takes in lawn and trunk. Where
     at least 30 % of the mask is off the dog, a user clicks "not this" on the largest wrongly covered region
-    (four such frames spread over them, each a fresh trial on the same first answer). On average J should
-    rise on the frames each click changed. (Where the mask holds none of the object, a positive click is
-    what helps.)"""
+    (four such frames spread over them, each a fresh trial on the same first answer). The clicked pixel
+    leaves the mask on its frame, and no frame outside the correction's window changes. That J rises is not
+    claimed: on this video it falls on the frames re-tracked (the changes this prints are in the README)."""
     truth = ground_truth(refdavis, "libby")
     session = lite_assistant.open(refdavis / "JPEGImages" / "libby", progress=False)
     first = session.ask("a dog running", mode="direct")
@@ -45,20 +43,22 @@ def test_negative_clicks_on_what_the_mask_wrongly_covers_raise_j_on_libby(lite_a
     precision = [n / max(first.masks(t)[1].sum(), 1) for t, n in enumerate(on_dog)]
     recall = [n / max(truth[t].sum(), 1) for t, n in enumerate(on_dog)]
     slid = [t for t in range(len(truth)) if precision[t] < 0.7 and recall[t] >= 0.1]  # much off, some of it on
-    assert len(slid) >= 4  # the known failure this test is about
+    assert len(slid) >= 4  # the premise: frames where the mask is much off the dog
     answered = copy.deepcopy(session.objects)
     gains = []
     for frame in [slid[i] for i in np.linspace(0, len(slid) - 1, 4).round().astype(int)]:
         session.objects = copy.deepcopy(answered)
         mask = first.masks(frame)[1]
-        reply = session.add_points(frame, [interior_point(largest_region(mask & ~truth[frame]))], [0], object_id=1)
+        x, y = interior_point(largest_region(mask & ~truth[frame]))
+        reply = session.add_points(frame, [(x, y)], [0], object_id=1)
         low, high = reply.trace[-1].detail["frames"]
         assert low <= frame <= high and reply.trace[-1].kind == "correct"
+        assert mask[int(y), int(x)] and not reply.masks(frame)[1][int(y), int(x)]  # "not this" is out
         unchanged = [t for t in range(len(truth)) if not low <= t <= high]
         assert all(np.array_equal(reply.masks(t)[1], first.masks(t)[1]) for t in unchanged)  # nothing else re-tracked
         gains.append(j_per_frame(reply, truth)[low : high + 1].mean() - before[low : high + 1].mean())
         print(f"libby: a negative click on frame {frame} changes frames {low}-{high}: J {gains[-1]:+.3f}")
-    assert np.mean(gains) > 0.03, gains
+    print(f"libby: mean J change {np.mean(gains):+.3f}")
 
 
 def test_a_positive_click_adds_the_swans_neck(lite_assistant, refdavis):
@@ -143,10 +143,10 @@ def test_sa2va_language_and_clicks_mix_in_one_session(sa2va_session_factory):
     assert sorted(masked.objects) == [1, 2, 3] and np.array_equal(masked.masks(2)[3], session.objects.mask(3, 2))
     removed = session.remove(2)
     assert sorted(removed.objects) == [1, 3] and all(2 not in removed.masks(t) for t in range(8))
-    again = session.ask("the red square", mode="direct")
-    if 1 in again.objects:  # the same object: the corrected masks stay
-        assert any(step.kind == "keep" for step in again.trace)
-        assert all(np.array_equal(again.masks(t)[1], session.objects.mask(1, t)) for t in range(8))
+    corrected_masks = [session.objects.mask(1, t) for t in range(8)]
+    again = session.ask("the red square", mode="direct")  # found again as object 1: the corrected masks stay
+    assert list(again.objects) == [1] and "keep" in [step.kind for step in again.trace]
+    assert all(np.array_equal(again.masks(t)[1], corrected_masks[t]) for t in range(8))
 
 
 # --- what a correction changes ------------------------------------------------------------
@@ -183,6 +183,7 @@ def test_a_session_on_a_long_video_keeps_memory_flat_and_shows_progress(qwen25_f
     session = Assistant(backend).open(Squares(3000, size=(160, 120)), progress=progress)
     reply = session.ask("the red square", mode="direct")
     assert seen[-1] == (3000, 3000, "track") and len(seen) == 3000
-    assert reply.has_masks and reply.area(1, 2999) >= 0
+    last = reply.masks(2999)  # the last frame's mask kept, as RLE of the frame's size
+    assert list(last) == [1] and last[1].shape == (120, 160) and reply.area(1, 2999) == np.count_nonzero(last[1])
     # every frame kept decoded (160×120 RGB images and masks) would add over 50 MiB
     assert rss[2999] - rss[500] < 25, rss

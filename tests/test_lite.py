@@ -11,19 +11,21 @@ from agent.backends.lite.grounder import Candidate, LiteGrounder, colour_affinit
 from agent.backends.lite.detector import Detection
 from agent.backends.lite.tracker import box_of, box_iou
 from agent.writers import read_palette_png
-from conftest import SHARED, VIDEOS
+from conftest import VIDEOS
 
 EXPECTED_CLASS = {"blackswan": "bird", "car-shadow": "car", "libby": "dog"}
+# What docs/backends.md and the README claim for `rvos eval refdavis-mini3 --backend lite` (asked in words),
+# measured on an AMD EPYC. Run again on an Intel Xeon with AMX (2026-12-01): blackswan 0.7540, car-shadow
+# 0.9488, libby 0.6851, overall 0.7960 (J 0.7662, F 0.8257), the same to the third decimal. The margin
+# covers that rounding and another CPU's float differences, far less than a change to the rules moves a video.
+CLAIMED_JF = {"blackswan": 0.754, "car-shadow": 0.949, "libby": 0.685}
+CLAIMED_OVERALL_JF = 0.796
+CPU_MARGIN = 0.01
 
 
 @pytest.fixture(scope="module")
-def lite():
-    reason = weights.unavailable_reason()
-    if reason:
-        pytest.fail(f"lite weights missing ({reason}); `make test` fetches them with `rvos weights fetch lite`")
-    from agent.backends.lite.spec import load_lite
-
-    return load_lite()
+def lite(lite_backend):
+    return lite_backend  # loaded once per test session (conftest)
 
 
 def gt_box(refdavis, video, frame="00000"):
@@ -135,8 +137,8 @@ def test_lite_on_the_real_videos(lite, refdavis, tmp_path):
 
     report = run_evaluation(EvalJob(str(refdavis), "generic", None, "lite", str(tmp_path)), progress=False, backend=lite)
     scores = {k.split("/")[0]: v["JF"] for k, v in report["expressions"].items()}
-    assert report["overall"]["JF"] >= 0.68, report["overall"]
-    assert scores["car-shadow"] >= 0.85 and scores["blackswan"] >= 0.65 and scores["libby"] >= 0.35, scores
+    assert report["overall"]["JF"] >= CLAIMED_OVERALL_JF - CPU_MARGIN, report["overall"]
+    assert all(scores[video] >= claimed - CPU_MARGIN for video, claimed in CLAIMED_JF.items()), scores
 
 
 def test_a_mask_does_not_grow_into_what_moves_with_the_object(lite, davis16):

@@ -45,6 +45,14 @@ def test_nouns_are_matched_beyond_coco(grounder, text, first, name, contains):
     assert query.imagenet_first is first and query.imagenet_name == name and contains in query.imagenet
 
 
+@pytest.mark.parametrize("text, plural", [
+    ("track them", True), ("where are they going?", True), ("the swan and its mate: segment them", True),
+    ("both swans", True), ("the swan", False), ("the black swan in the water", False),
+])
+def test_them_and_they_make_a_query_plural(grounder, text, plural):
+    assert parse(text, grounder.matcher).plural is plural
+
+
 def test_colour_on_real_frames(refdavis, davis16):
     """The measure ranks colours as a person would on the objects themselves (DAVIS ground truth)."""
     def affinities(root, video, frame="00000"):

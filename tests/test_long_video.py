@@ -3,7 +3,6 @@
 from collections.abc import Sequence
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from agent.writers import read_palette_png
@@ -54,24 +53,30 @@ def test_memory_stays_flat_over_thousands_of_frames(qwen25_fixture):
     assert rss[2999] - rss[500] < 25, rss  # keeping every frame's memory would add far more
 
 
-def swan_sprite(refdavis, scale=0.4):
-    image = Image.open(refdavis / "JPEGImages" / "blackswan" / "00000.jpg").convert("RGB")
-    mask = read_palette_png(refdavis / "Annotations" / "blackswan" / "00000.png") == 1
+def sprite(refdavis, video, scale):
+    """The object of a DAVIS video's first frame, cut out along its true mask: (image, alpha)."""
+    image = Image.open(refdavis / "JPEGImages" / video / "00000.jpg").convert("RGB")
+    mask = read_palette_png(refdavis / "Annotations" / video / "00000.png") == 1
     ys, xs = np.nonzero(mask)
     box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     size = (int((box[2] - box[0]) * scale), int((box[3] - box[1]) * scale))
-    sprite = image.crop(box).resize(size, Image.BILINEAR)
+    cut = image.crop(box).resize(size, Image.BILINEAR)
     alpha = Image.fromarray(mask[box[1] : box[3], box[0] : box[2]].astype(np.uint8) * 255).resize(size, Image.NEAREST)
-    return sprite, alpha
+    return cut, alpha
 
 
 class ExitAndReturn(Sequence):
-    """A real swan (cut from DAVIS) swims right, leaves the frame, and comes back from the left."""
+    """A real swan (cut from DAVIS) swims right, leaves the frame, and comes back from the left, while a
+    real car (cut from DAVIS too) stays parked above its path."""
 
-    def __init__(self, sprite, alpha, length=240, size=(427, 240)):
-        self.sprite, self.alpha, self.length, self.size = sprite, alpha, length, size
+    CAR_AT = (300, 15)
+
+    def __init__(self, swan, car, length=240, size=(427, 240)):
+        (self.sprite, self.alpha), (self.car, self.car_alpha) = swan, car
+        self.length, self.size = length, size
         base = np.linspace(60, 140, size[0], dtype=np.float32)[None, :, None].repeat(size[1], 0).repeat(3, 2)
         self.background = Image.fromarray(base.astype(np.uint8))
+        self.background.paste(self.car, self.CAR_AT, self.car_alpha)
 
     def __len__(self):
         return self.length
@@ -90,18 +95,28 @@ class ExitAndReturn(Sequence):
         canvas.paste(self.alpha, (self.x(index), 110))
         return np.asarray(canvas) > 0
 
+    def car_truth(self):
+        canvas = Image.new("L", self.size)
+        canvas.paste(self.car_alpha, self.CAR_AT)
+        return np.asarray(canvas) > 0
 
-def test_object_that_exits_and_comes_back_keeps_its_id(refdavis):
-    from agent.assistant import Assistant
-    from agent.backends.lite import weights
 
-    if weights.unavailable_reason():
-        pytest.fail("lite weights missing; `make test` fetches them")
-    video = ExitAndReturn(*swan_sprite(refdavis))
-    reply = Assistant.load("lite").open(video).ask("the swan", mode="direct")
-    assert list(reply.objects) == [1]
+def iou(a, b) -> float:
+    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
+
+
+def test_object_that_exits_and_comes_back_keeps_its_id(refdavis, lite_assistant):
+    video = ExitAndReturn(sprite(refdavis, "blackswan", 0.4), sprite(refdavis, "car-shadow", 0.3))
+    session = lite_assistant.open(video, progress=False)
+    car = session.ask("the car", mode="direct")
+    swan = session.ask("the swan", mode="direct")
+    assert list(car.objects) == [1] and list(swan.objects) == [2] and sorted(session.objects.objects) == [1, 2]
     absent = [t for t in range(len(video)) if not video.truth(t).any()]
-    assert absent and max(reply.area(1, t) for t in absent) < 0.2 * video.truth(10).sum()
+    assert absent and max(swan.area(2, t) for t in absent) < 0.2 * video.truth(10).sum()
     back = [t for t in range(200, len(video)) if video.truth(t).any()]
-    ious = [np.count_nonzero(reply.masks(t)[1] & video.truth(t)) / np.count_nonzero(reply.masks(t)[1] | video.truth(t)) for t in back]
+    ious = [iou(swan.masks(t)[2], video.truth(t)) for t in back]
     assert np.mean(ious) > 0.5, ious  # found again after coming back, under the same id
+    parked = video.car_truth()
+    car_ious = [iou(car.masks(t)[1], parked) for t in range(len(video))]
+    assert min(car_ious) > 0.5, min(car_ious)  # the other object keeps its id (and its place) throughout
+    assert max(np.count_nonzero(swan.masks(t)[2] & parked) for t in range(len(video))) < 0.1 * parked.sum()

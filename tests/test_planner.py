@@ -245,7 +245,7 @@ def test_eval_asks_each_expression_through_the_planner(lite_assistant, refdavis,
 def test_crops_on_frames_where_the_candidate_is_not_visible():
     from PIL import Image
 
-    from agent.assistant.candidates import collect
+    from agent.planner.candidates import collect
     from agent.grounder.protocol import Grounding, ObjectPrompt
     from agent.tracker.protocol import FrameMasks
     from agent.video.source import VideoSource

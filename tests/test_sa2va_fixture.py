@@ -26,18 +26,10 @@ CASES = ["one_object", "two_objects"]
 FIXTURE_PIXELS = dict(min_pixels=4 * 28 * 28, max_pixels=16 * 28 * 28)
 
 
-# The three older fixtures' reference outputs were made with SAM 2's exact mean/std: they match those to
-# 0.002–0.04 of the logits and the official code's bfloat16-rounded constants only to 0.5–5.3. The newer
-# fixtures (InternLM2, Sa2VA-i) match the rounded constants (our default, as the official code does).
-EXACT_NORMALISATION = ("sa2va-qwen2_5-vl-tiny", "sa2va-qwen3-vl-tiny", "sa2va-internvl-qwen2-tiny")
-
-
-def fixture_normalisation(folder) -> str:
-    return "float32" if Path(folder).name in EXACT_NORMALISATION else "bfloat16"
-
-
+# Every fixture's reference outputs come from the official code, which normalises SAM 2's input with the
+# ImageNet mean/std rounded to bfloat16: the default, so each loads exactly as a hub checkpoint does.
 def load_fixture(folder, checkpoint=None, **options):
-    options = {"keyframe_strategy": "first", "normalisation": fixture_normalisation(folder), **FIXTURE_PIXELS, **options}
+    options = {"keyframe_strategy": "first", **FIXTURE_PIXELS, **options}
     return load_sa2va(str(checkpoint or folder / "checkpoint"), "cpu", sam2_config=folder / "sam2_tiny_test.yaml", **options)
 
 
@@ -58,7 +50,7 @@ def ground_case(backend, folder, case):
     return run, video, keyframes, grounding
 
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+from conftest import FIXTURES, require_shared  # noqa: E402  (../shared, or $RVOS_SHARED)
 FAMILY_FIXTURES = {"qwen3_vl": FIXTURES / "sa2va-qwen3-vl-tiny", "internvl": FIXTURES / "sa2va-internvl-qwen2-tiny",
                    "internlm2": FIXTURES / "sa2va-internlm2-tiny"}
 
@@ -69,8 +61,7 @@ def family_backends():
 
     def get(family):
         folder = FAMILY_FIXTURES[family]
-        if not folder.is_dir():
-            pytest.skip(f"Sa2VA {family} fixture not found at {folder} (../shared is absent)")
+        require_shared(folder, f"the Sa2VA {family} fixture")
         if family not in loaded:
             loaded[family] = load_fixture(folder)
         return loaded[family], folder
@@ -218,7 +209,7 @@ def fixture_checkpoint(folder: Path, out: Path) -> Path:
             (out / file.name).symlink_to(file)
     shutil.copyfile(folder / "sam2_tiny_test.yaml", out / "sam2_config.yaml")
     config = json.loads((folder / "checkpoint" / "config.json").read_text())
-    config["rvos"] = dict(FIXTURE_PIXELS, sam2_config="sam2_config.yaml", sam2_normalisation=fixture_normalisation(folder))
+    config["rvos"] = dict(FIXTURE_PIXELS, sam2_config="sam2_config.yaml")
     (out / "config.json").write_text(json.dumps(config))
     return out
 
@@ -229,8 +220,7 @@ def test_fixture_rvos_segment_reproduces_official_masks(name, tmp_path, capsys):
     from conftest import run_cli
 
     folder = FIXTURES / name
-    if not folder.is_dir():
-        pytest.skip(f"{folder} absent (../shared is absent)")
+    require_shared(folder, f"the fixture {name}")
     run = json.loads((folder / "expected" / "two_objects" / "run.json").read_text())
     model = fixture_checkpoint(folder, tmp_path / "checkpoint")
     strategy = [] if "keyframe_indices" in run else ["--keyframe-strategy", "first"]  # Sa2VA-i: its own default
@@ -277,8 +267,7 @@ def test_fixture_internvl_generation_path_runs(family_backends):
 
 def test_fixture_internvl_key_mismatch_and_unknown_language_models_are_refused(tmp_path):
     folder = FAMILY_FIXTURES["internvl"]
-    if not folder.is_dir():
-        pytest.skip("InternVL fixture absent")
+    require_shared(folder, "the Sa2VA InternVL fixture")
     broken = relayout(folder, tmp_path, lambda k: None if k.endswith("layers.1.ls2") else k)
     with pytest.raises(UserError, match="language model weights do not fit.*1 missing"):
         load_fixture(folder, checkpoint=broken)
@@ -302,7 +291,7 @@ def test_fixture_exported_checkpoint_reproduces_official_outputs(request, family
         backend, folder = request.getfixturevalue("family_backends")(family)
     config = checkpoint.read_config(folder / "checkpoint")
     g = backend.grounder
-    extras = dict(FIXTURE_PIXELS, sam2_normalisation=fixture_normalisation(folder))
+    extras = dict(FIXTURE_PIXELS)
     out = save_checkpoint(tmp_path / "exported", config, g.vlm, family_of(config), g.inputs, g.projector, backend.tracker.model,
                           sam2_yaml=folder / "sam2_tiny_test.yaml", extras=extras)
     original = load_file(folder / "checkpoint" / "model.safetensors")
@@ -323,8 +312,7 @@ def test_fixture_training_conversation_labels_every_answer(family, qwen25_fixtur
     from agent.training.model import Sa2VAForTraining, Trainable
 
     folder = qwen25_fixture if family == "qwen2_5_vl" else FAMILY_FIXTURES[family]
-    if not folder.is_dir():
-        pytest.skip(f"Sa2VA {family} fixture not found at {folder} (../shared is absent)")
+    require_shared(folder, f"the Sa2VA {family} fixture")
     loaded = load_fixture(folder)
     model = Sa2VAForTraining(loaded.grounder, loaded.tracker, Trainable(lora_rank=0))
     frames = [Image.new("RGB", (112, 112), (60, 60, 60)) for _ in range(2)]

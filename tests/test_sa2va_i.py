@@ -14,7 +14,8 @@ from agent.backends.sa2va.spec import load_sa2va
 from agent.errors import UserError
 from agent.tracker.sa2va_i import Sa2VAiTracker
 from agent.video import VideoSource
-from test_sa2va_fixture import FIXTURES, check_against_reference, expected, load_fixture
+from conftest import FIXTURES, require_shared
+from test_sa2va_fixture import check_against_reference, expected, load_fixture
 
 SA2VA_I = FIXTURES / "sa2va-i-internvl-tiny"
 SA2VA = FIXTURES / "sa2va-internvl-qwen2-tiny"  # the same weights, with Sa2VA's decoder only
@@ -22,9 +23,7 @@ SA2VA = FIXTURES / "sa2va-internvl-qwen2-tiny"  # the same weights, with Sa2VA's
 
 @pytest.fixture(scope="module")
 def fixture_folder():
-    if not SA2VA_I.is_dir():
-        pytest.skip(f"Sa2VA-i fixture not found at {SA2VA_I} (../shared is absent)")
-    return SA2VA_I
+    return require_shared(SA2VA_I, "the Sa2VA-i fixture")
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +77,9 @@ def decoder_file(tmp_path, shrink: bool = False):
 
 
 def test_fixture_propagation_weights_run_sa2va_i_on_a_plain_checkpoint(fixture_folder, tmp_path):
-    if not SA2VA.is_dir():
-        pytest.skip(f"{SA2VA} absent")
+    require_shared(SA2VA, "the Sa2VA InternVL fixture")
     backend = load_fixture(SA2VA, inference="sa2va-i", propagation_weights=str(decoder_file(tmp_path)),
-                           keyframe_strategy=None, normalisation="bfloat16")
+                           keyframe_strategy=None)
     assert isinstance(backend.tracker, Sa2VAiTracker) and backend.keyframe_strategy == "uniform-floor"
     check_sa2va_i(backend, "two_objects")
 
@@ -98,7 +96,7 @@ def test_fixture_propagation_weights_run_sa2va_i_on_a_plain_checkpoint(fixture_f
 
 def test_fixture_sa2va_i_checkpoint_runs_sa2va_inference_too(fixture_folder):
     """`--inference sa2va` on a Sa2VA-i checkpoint is plain Sa2VA: its finetuned decoder tracks (the
-    older fixture's reference outputs, made with exact normalisation constants)."""
+    reference outputs of the plain Sa2VA fixture with the same weights)."""
     backend = load_fixture(SA2VA, checkpoint=fixture_folder / "checkpoint", inference="sa2va")
     assert not isinstance(backend.tracker, Sa2VAiTracker)
     check_against_reference(backend, SA2VA, "two_objects")

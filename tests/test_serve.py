@@ -1,19 +1,26 @@
 """`rvos serve` without a browser: what it refuses before loading a model, and the per-browser workspace
-(limits, results equal to `rvos segment`'s, stop, isolation, clean-up) on the lite backend."""
+(limits, results equal to `rvos segment`'s, stop, isolation, clean-up, bounds) on the lite backend; the
+session cap and error messages through the page's own handlers and a server driven by gradio's client."""
 
 import json
+import logging
+import os
+import socket
+import tempfile
 import threading
 import zipfile
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from agent.errors import UserError
 from agent.pipeline import segment
+from agent.serve import server
 from agent.serve.server import ServeOptions, check_options, find_examples
-from agent.serve.workspace import Cancelled, Limits, Workspace
+from agent.serve.workspace import FRAME_VIEWS_KEPT, Cancelled, Limits, Workspace
 from agent.writers import read_palette_png
-from conftest import count_video_frames, encode_video, run_cli
+from conftest import ROOT, count_video_frames, encode_video, run_cli
 
 
 def test_a_public_host_needs_authentication(capsys, monkeypatch):
@@ -29,10 +36,20 @@ def test_a_public_host_needs_authentication(capsys, monkeypatch):
     assert check_options(ServeOptions(host="192.0.2.1")) == ("bob", "pw")
     with pytest.raises(UserError, match="concurrency"):
         check_options(ServeOptions(concurrency=0))
+    code, _, err = run_cli(capsys, "serve", "--max-sessions", "0")
+    assert code == 2 and "--max-sessions must be at least 1" in err
 
 
 def new_workspace(assistant, limits=Limits()):
     return Workspace(assistant, limits, threading.Lock())
+
+
+@pytest.fixture(scope="module")
+def short_clip(refdavis, tmp_path_factory):
+    """The first 6 frames of blackswan as an mp4: enough for what the bounds and the cap need, and quick."""
+    path = tmp_path_factory.mktemp("short") / "swan6.mp4"
+    encode_video(refdavis / "JPEGImages" / "blackswan", path, "libx264", limit=6)
+    return path
 
 
 def test_bad_uploads_and_questions_get_one_clear_message(lite_assistant, swan_clip, tmp_path):
@@ -79,8 +96,7 @@ def test_the_download_equals_what_rvos_segment_writes(lite_assistant, swan_clip,
     reply = ws.ask("a black swan", "direct")
     assert reply.objects and [m["role"] for m in ws.messages] == ["user", "assistant", "assistant"]
     assert ws.messages[2]["metadata"]["title"].startswith("How")  # the trace, folded under the answer
-    rendered = ws.render()
-    with zipfile.ZipFile(rendered.archive) as archive:
+    with zipfile.ZipFile(ws.download()) as archive:
         names = set(archive.namelist())
         archive.extractall(tmp_path / "page")
     assert {"result.json", "overlay.mp4"} <= names and sum(n.startswith("masks/") and n.endswith(".png") for n in names) == 20
@@ -93,6 +109,7 @@ def test_the_download_equals_what_rvos_segment_writes(lite_assistant, swan_clip,
     ours, theirs = (json.loads((root / "result.json").read_text()) for root in (tmp_path / "page", cli))
     assert [f["objects"] for f in ours["frames"]] == [f["objects"] for f in theirs["frames"]]
     assert ours["instruction"] == theirs["instruction"] and ours["answer"] == theirs["answer"]
+    ws.close()
 
 
 def test_stop_ends_the_work_and_changes_nothing(lite_assistant, swan_clip):
@@ -120,6 +137,7 @@ def test_stop_ends_the_work_and_changes_nothing(lite_assistant, swan_clip):
     assert not session.objects.objects[1].corrected
     reply = ws.click(0, 300.0, 300.0, False, 1)  # and the next job runs
     assert reply.trace[-1].kind == "correct"
+    ws.close()
 
 
 def test_workspaces_keep_their_own_state_and_are_removed(lite_assistant, swan_clip):
@@ -132,7 +150,7 @@ def test_workspaces_keep_their_own_state_and_are_removed(lite_assistant, swan_cl
     first.ask("a black swan", "direct")  # a later grounding keeps the name a person gave
     assert first.opened.objects.objects[1].description == "the swan"
     assert not second.opened.objects.objects and not second.messages
-    first.render()
+    first.download()
     assert any(first.folder.rglob("*.zip"))
     first.close()
     assert not first.folder.exists() and second.folder.exists()
@@ -143,3 +161,118 @@ def test_examples_are_found_by_name(refdavis, tmp_path):
     examples = find_examples(refdavis.parent)
     assert examples["refdavis-mini3/blackswan"] == refdavis / "JPEGImages" / "blackswan"
     assert find_examples(tmp_path / "nothing-here") == {}
+
+
+def test_the_shared_videos_are_examples_only_beside_a_git_checkout(tmp_path, monkeypatch):
+    """An installed package never looks at `../shared/data` beside it; a checkout that has it does."""
+    package_root = tmp_path / "site-packages"  # where `agent/` sits: an installed package's parent
+    (package_root / "agent" / "serve").mkdir(parents=True)
+    video = tmp_path / "shared" / "data" / "clips" / "JPEGImages" / "swan"
+    video.mkdir(parents=True)
+    Image.new("RGB", (16, 12)).save(video / "00000.jpg")
+    monkeypatch.setattr(server, "REPOSITORY", package_root)
+    assert find_examples() == {}
+    (package_root / ".git").mkdir()
+    assert find_examples() == {"clips/swan": video}
+
+
+def test_what_a_session_keeps_is_bounded(lite_assistant, short_clip):
+    """The upload is stored once, the session keeps its latest reply only, the overlay is written again
+    only when the masks change, the zip only when asked for, and only the last few frame views stay."""
+    ws = new_workspace(lite_assistant)
+    ws.open_upload(short_clip)
+    (stored,) = ws.folder.rglob("upload.mp4")
+    assert os.stat(stored).st_ino == os.stat(short_clip).st_ino  # linked, not copied
+    ws.ask("a black swan", "direct")
+    overlay = ws.render()
+    assert count_video_frames(overlay) == 6 and not any(ws.folder.rglob("*.zip")) and not any(ws.folder.rglob("*.png"))
+    ws.rename(1, "the swan")
+    assert ws.render() == overlay and overlay.exists()  # a name is not in the overlay: nothing drawn again
+    archive = ws.download()
+    assert ws.download() == archive  # asked again with nothing changed: the same file, not built again
+    ws.click(0, 300.0, 300.0, False, 1)
+    assert not archive.exists()  # a change makes the old download stale: it goes
+    corrected = ws.render()
+    assert corrected != overlay and corrected.exists() and not overlay.exists()
+    assert len(ws.opened.replies) == 1 and ws.opened.replies[-1].trace[-1].kind == "correct"
+    for frame in range(FRAME_VIEWS_KEPT + 3):
+        shown = ws.frame_file(frame)
+    assert shown.exists() and len(list(shown.parent.iterdir())) == FRAME_VIEWS_KEPT
+    with zipfile.ZipFile(ws.download()) as zipped:
+        assert json.loads(zipped.read("result.json"))["objects"] == [{"id": 1, "produced_by": "the swan"}]
+    assert len(list(ws.folder.rglob("*.zip"))) == 1
+    ws.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_more_sessions_than_the_cap_are_turned_away_and_the_others_served(lite_assistant, short_clip, monkeypatch):
+    """A real server (in this process) with --max-sessions 2 and three of gradio's clients (each its own
+    browser session): the third is told the server is busy, the two keep working, and once one leaves
+    the third gets in."""
+    import gradio as gr
+    from gradio_client import Client
+
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    options = ServeOptions(port=free_port(), max_sessions=2)
+    app = server.make_app(lite_assistant, options)
+    app.examples = {"swan": short_clip}
+    page = server.launch(app, options, block=False)
+    try:
+        first, second, third = (Client(f"http://127.0.0.1:{options.port}/", verbose=False) for _ in range(3))
+        for client in (first, second):
+            assert "Opened **swan**: 6 frames" in client.predict("swan", api_name="/open_example")[0]
+        refused = third.predict("swan", api_name="/open_example")[0]
+        assert "The server is busy: 2 sessions are open; try again in a few minutes" in refused
+        assert len(app.live) == 2 and "busy" in app.greet(gr.Request(session_hash=third.session_hash))  # also on opening the page
+        assert "busy" not in app.greet(gr.Request(session_hash=first.session_hash))
+        assert "1 object(s) found" in first.predict("a black swan", "direct", 0, api_name="/ask")[0]  # still served
+        with zipfile.ZipFile(first.predict(api_name="/download")[1]) as archive:
+            assert sum(n.startswith("masks/") and n.endswith(".png") for n in archive.namelist()) == 6
+        assert "Opened **swan**" in second.predict("swan", api_name="/open_example")[0]
+        app.closed(gr.Request(session_hash=second.session_hash))  # the second tab is closed
+        assert "Opened **swan**" in third.predict("swan", api_name="/open_example")[0]
+    finally:
+        page.close()
+        app.close_all()
+    assert not app.live
+
+
+def test_an_internal_error_shows_no_traceback_and_no_server_path(lite_assistant, short_clip, monkeypatch, caplog):
+    """A fault of ours (a failure injected into the session) is logged with its traceback on the server;
+    the page gets a short message with a reference, and a person's mistake shows no server folder either."""
+    import gradio as gr
+
+    from agent.assistant.session import Session
+    from agent.serve.app import App, _guarded
+
+    app = App(lite_assistant, Limits(), {}, idle_seconds=60, max_sessions=2)
+    request = gr.Request(session_hash="visitor")
+    view = 9  # the outputs every change updates
+    ws = _guarded(app.open_video, view + 1)(None, str(short_clip), request)[0]
+    secret = ws.folder / "video-1" / "internal.py"
+
+    def broken(self, question, mode="auto", max_retries=2):
+        raise RuntimeError(f"tracker state lost, see {secret} and {ROOT}/agent/assistant/session.py")
+
+    monkeypatch.setattr(Session, "ask", broken)
+    with caplog.at_level(logging.ERROR, logger="rvos.serve"):
+        status = _guarded(app.ask, view + 1)(ws, "a black swan", "direct", 0, request)[1]
+    assert "something went wrong on the server" in status and "reference" in status
+    for leak in ("Traceback", "RuntimeError", str(ws.folder), str(ROOT), tempfile.gettempdir() + "/"):
+        assert leak not in status, leak
+    assert "Traceback" in caplog.text and str(secret) in caplog.text  # the server's log has it all
+
+    corrupt = ws.folder.parent / f"{ws.folder.name}-corrupt.mp4"
+    corrupt.write_bytes(bytes(range(256)) * 400)
+    try:
+        status = _guarded(app.open_video, view + 1, cleared=(view,))(ws, str(corrupt), request)[1]
+    finally:
+        corrupt.unlink()
+    assert "cannot read video upload.mp4" in status and tempfile.gettempdir() + "/" not in status
+    app.close_all()
+    assert not ws.folder.exists()

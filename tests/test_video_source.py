@@ -153,3 +153,56 @@ def test_video_files_seek_instead_of_decoding_from_the_start(refdavis, tmp_path,
     assert 3 <= len(decoded) <= 3 + 8
     middle = source.read_many([20, 21])
     assert all(np.array_equal(np.asarray(middle[i]), linear[i]) for i in (20, 21))
+
+
+@pytest.mark.parametrize("read", [
+    lambda s: s.frame(len(s)),
+    lambda s: s.frame(-len(s) - 1),
+    lambda s: list(s.frames([1, len(s) + 4])),
+    lambda s: s.read_many([0, -1]),
+    lambda s: s.span([0, len(s)]),
+], ids=["frame-past-the-end", "frame-before-the-start", "frames", "read_many-negative", "span"])
+@pytest.mark.parametrize("kind", ["folder", "memory", "mp4"])
+def test_a_frame_outside_the_video_is_one_clear_error(tmp_path, kind, read):
+    frames = [Image.new("RGB", (16, 12), (40 * t, 0, 0)) for t in range(5)]
+    if kind == "memory":
+        source = VideoSource.open(frames)
+    else:
+        for t, image in enumerate(frames):
+            image.save(tmp_path / f"{t:05d}.jpg")
+        if kind == "mp4":
+            encode_video(tmp_path, tmp_path / "clip.mp4", "libx264")
+        source = VideoSource.open(tmp_path / "clip.mp4" if kind == "mp4" else tmp_path)
+    with pytest.raises(UserError, match=r"outside .*which has 5 frames \(0\.\.4\)"):
+        read(source)
+    assert source.frame(-5).size == (16, 12)  # the same source still reads
+
+
+def test_a_sequence_shorter_than_its_length_is_one_clear_error():
+    class Promising(list):
+        def __len__(self):
+            return 3  # holds one frame
+
+    source = VideoSource.open(Promising([np.zeros((6, 8, 3), np.uint8)]))
+    with pytest.raises(UserError, match="in-memory frame 1 cannot be read"):
+        list(source.frames())
+
+
+def test_broken_video_files_are_one_clear_error(tmp_path):
+    """Empty, garbage, cut short, or a container that promises more frames than it decodes."""
+    for t in range(6):
+        Image.new("RGB", (32, 24), (40 * t, 90, 0)).save(tmp_path / f"{t:05d}.jpg")
+    encode_video(tmp_path, tmp_path / "clip.mp4", "libx264")
+    data = (tmp_path / "clip.mp4").read_bytes()
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "garbage.mkv").write_bytes(bytes(range(256)) * 20)
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    for name in ("empty.mp4", "garbage.mkv", "cut.mp4"):
+        with pytest.raises(UserError, match="cannot read video"):
+            VideoSource.open(tmp_path / name)
+    source = VideoSource.open(tmp_path / "clip.mp4")
+    source._reader.count += 2  # what a container whose header counts frames it does not hold reports
+    with pytest.raises(UserError, match="ended before frame 6"):
+        list(source.frames())
+    with pytest.raises(UserError, match="ended before frame 7"):
+        source.frame(7)

@@ -74,8 +74,14 @@ def test_existing_folder_refused_unless_overwrite(tmp_path):
     with pytest.raises(UserError, match="not empty"):
         write_small(out)
     assert (out / "keep.txt").exists()
-    write_small(out, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "result.json").exists()
+    with pytest.raises(UserError, match=r"not an earlier rvos output \(e.g. keep.txt\)"):
+        write_small(out, overwrite=True)  # a person's file: never replaced
+    assert (out / "keep.txt").read_text() == "old"
+    (out / "keep.txt").unlink()
+    write_small(out)
+    first = (out / "result.json").stat().st_ino
+    write_small(out, overwrite=True)  # an earlier output of ours is replaced
+    assert (out / "result.json").stat().st_ino != first and sorted(p.name for p in (out / "masks").iterdir()) == ["00000.png", "00001.png", "00002.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

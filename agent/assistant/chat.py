@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agent.assistant.session import MODES, Session
 from agent.errors import UserError
-from agent.grounder.visual import parse_box, parse_point
+from agent.visual_syntax import parse_box, parse_point
 
 HELP = ("commands: /save DIR  /show  /mode auto|direct|reasoning|planner  /trace  /reset  /quit\n"
         "          /point X,Y[,+|-][@FRAME] … [ID]  /box X0,Y0,X1,Y1[@FRAME] [ID]  /remove ID  /objects")

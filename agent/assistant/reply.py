@@ -13,22 +13,11 @@ import numpy as np
 
 from agent.grounder.protocol import ObjectPrompt
 from agent.tracker.protocol import FrameMasks
+from agent.trace import Step
 from agent.video.source import VideoSource
 from agent.writers.overlay import draw_overlay
 from agent.writers.palette import label_map
 from agent.writers.rle import decode_rle, encode_rle
-
-
-@dataclass
-class Step:
-    """One step of the agent's work, for the reply's trace."""
-
-    kind: str  # reason, ground, track, verify, retry, switch, answer; add, correct, remove, rename, keep
-    text: str
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"[{self.kind}] {self.text}"
 
 
 @dataclass
@@ -41,6 +30,7 @@ class Reply:
     trace: list[Step] = field(default_factory=list)
     mode: str = "direct"
     prompts: list[ObjectPrompt] = field(default_factory=list, repr=False)  # what found each object (by its id)
+    provenance: dict[str, Any] = field(default_factory=dict, repr=False)  # version, backend, options, settings (Session.provenance)
     _rle: list[dict[int, dict]] = field(default_factory=list, repr=False)  # per frame: object id → RLE
 
     @property
@@ -72,7 +62,8 @@ class Reply:
         return draw_overlay(self.video.frame(frame), label_map(self.masks(frame), (height, width)))
 
     def save(self, out: Path | str, overwrite: bool = False, overlay: bool = True, meta: dict | None = None) -> Path:
-        """Write masks/, result.json and overlay.mp4 as `rvos segment` does (`meta`: more for result.json)."""
+        """Write masks/, result.json and overlay.mp4 as `rvos segment` does (`meta`: more for result.json).
+        `overwrite` replaces only an earlier output of ours; any other non-empty folder raises UserError."""
         from agent.writers.output import SegmentationWriter
 
         with SegmentationWriter(out, self.video, self.question, overwrite=overwrite, overlay=overlay) as writer:
@@ -83,6 +74,7 @@ class Reply:
                 "instruction": self.question, "answer": self.answer, "mode": self.mode, "keyframes": self.keyframes,
                 "objects": [{"id": i, "produced_by": d} for i, d in sorted(self.objects.items())],
                 "trace": self._trace_record(writer.tmp),
+                **self.provenance,
             } | (meta or {})
             return writer.finish(meta)
 

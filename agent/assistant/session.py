@@ -17,14 +17,16 @@ from typing import Any, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from agent.assistant.candidates import Candidates, collect
 from agent.assistant.objects import ObjectStore, SessionObject
-from agent.assistant.reply import Reply, Step
+from agent.assistant.reply import Reply
 from agent.backends.base import Backend
 from agent.errors import UserError
 from agent.grounder.protocol import Grounding, ObjectPrompt, Turn, Verdict
 from agent.grounder.visual import POSITIVE, check_box, check_frame, check_mask, check_points
 from agent.pipeline import check_instruction
+from agent.planner import PlannerClient, run_planner
+from agent.planner.candidates import Candidates, collect
+from agent.trace import Step
 from agent.tracker.protocol import FrameMasks
 from agent.video.keyframes import select_keyframes
 from agent.video.source import VideoSource
@@ -86,6 +88,11 @@ class Session:
         self.replies.clear()
         self.objects = ObjectStore(len(self.video))
 
+    def provenance(self) -> dict[str, Any]:
+        """What a saved reply records so it can be reproduced: the backend's provenance and the planner's settings."""
+        planner = None if self.planner is None else {k: v for k, v in vars(self.planner).items() if k != "http_client"}
+        return self.backend.provenance() | {"planner": planner}
+
     def _tracked(self, frames: Iterator[FrameMasks], total: int, what: str) -> Iterator[FrameMasks]:
         """The tracker's frames, with progress shown as they come."""
         report = self.progress if callable(self.progress) else None
@@ -125,7 +132,8 @@ class Session:
         """Track the grounded objects through the video into a reply (or take `tracked`, tracks made
         earlier), streaming: each frame's masks become RLE as they come; only the keyframes' are also
         kept decoded, to match earlier objects."""
-        reply = Reply(question, grounding.answer, self.video, keyframes=list(self.keyframe_indices), trace=trace, mode=mode)
+        reply = Reply(question, grounding.answer, self.video, keyframes=list(self.keyframe_indices), trace=trace, mode=mode,
+                      provenance=self.provenance())
         if not grounding.prompts:
             return reply, {}
         frames, keyframe_masks = [], {}
@@ -169,7 +177,8 @@ class Session:
                 trace.append(Step("reason", thought.text, {"expression": thought.expression, "attempt": attempt}))
                 expression = thought.expression
                 if expression.strip().lower() in ("none", "nothing"):
-                    return Reply(question, thought.text, self.video, keyframes=list(self.keyframe_indices), trace=trace, mode="reasoning")
+                    return Reply(question, thought.text, self.video, keyframes=list(self.keyframe_indices), trace=trace, mode="reasoning",
+                                 provenance=self.provenance())
             elif attempt == 0:
                 trace.append(Step("reason", "this backend has no language model to reason with: grounding the instruction as written"))
             grounding = self.backend.grounder.ground(self.keyframes, expression, self.history)
@@ -199,8 +208,6 @@ class Session:
         if mode == "planner" or (mode == "auto" and self.planner is not None):
             if self.planner is None:
                 raise UserError("mode planner needs a planner: pass --planner URL --planner-model NAME (or Assistant.load(..., planner=...))")
-            from agent.planner import PlannerClient, run_planner
-
             if self._planner_client is None or self._planner_client.config is not self.planner:
                 self._planner_client = PlannerClient(self.planner, self.planner.http_client)  # what it learns of the server lasts the session
             reply = run_planner(self, question, trace, self.planner, self._planner_client)
@@ -374,7 +381,8 @@ class Session:
     def state(self, question: str = "", answer: str = "", trace: Sequence[Step] = ()) -> Reply:
         """Every object of the session as it stands now (masks, names), as a reply to save or show."""
         objects = {i: o.description for i, o in sorted(self.objects.objects.items())}
-        reply = Reply(question, answer, self.video, objects=objects, keyframes=list(self.keyframe_indices), trace=list(trace), mode="prompt")
+        reply = Reply(question, answer, self.video, objects=objects, keyframes=list(self.keyframe_indices), trace=list(trace), mode="prompt",
+                      provenance=self.provenance())
         reply._rle = self.objects.snapshot(objects)
         return reply
 

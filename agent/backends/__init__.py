@@ -1,11 +1,13 @@
 """Backends, each one folder behind the grounder and tracker protocols."""
 
 from agent.backends.base import Backend, BackendSpec
-from agent.backends.registry import backend_specs, get_spec, load_backend, register, resolve_device
+from agent.backends.registry import (backend_specs, check_backend, check_options, get_spec, load_backend, register, resolve_device,
+                                     resolve_spec)
 from agent.backends.lite.spec import LITE
 from agent.backends.sa2va.spec import SA2VA
 
 register(LITE)  # first: `auto` prefers the backend that runs anywhere
 register(SA2VA)
 
-__all__ = ["Backend", "BackendSpec", "backend_specs", "get_spec", "load_backend", "register", "resolve_device"]
+__all__ = ["Backend", "BackendSpec", "backend_specs", "check_backend", "check_options", "get_spec", "load_backend", "register",
+           "resolve_device", "resolve_spec"]

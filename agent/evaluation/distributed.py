@@ -1,29 +1,12 @@
-"""Videos spread over a Ray cluster: one worker per GPU (or per `--workers` on CPUs), one model each.
+"""Work spread over a Ray cluster: one worker per GPU (or per `--workers` on CPUs), one model each.
 
-Workers write into the same output folder with the same per-expression markers, so a Ray run
-is resumable exactly like a local one (the folder must be on storage every node sees).
+Nothing here knows what the work is: the caller names a worker class (built once on each Ray worker
+from `worker_args`, where it loads its model) and the items, and each item goes to one worker's `run`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from agent.errors import UserError
-
-
-class EvalWorker:
-    def __init__(self, job):
-        from agent.evaluation.runner import pending_videos
-
-        self.out = Path(job.out)
-        self.by_video = pending_videos(job.read(), self.out)
-        self.backend = job.load_backend()
-        self.planner = job.planner
-
-    def run(self, video: str) -> list[str]:
-        from agent.evaluation.runner import evaluate_video
-
-        return evaluate_video(self.backend, self.by_video.get(video, []), self.out, self.planner)
 
 
 def connect(address: str) -> None:
@@ -41,7 +24,8 @@ def connect(address: str) -> None:
         raise UserError(f"cannot reach the Ray cluster at {address}: {exc}; start it or use --ray auto") from None
 
 
-def run_on_ray(job, videos: list[str], out: Path, address: str, workers: int | None, bar) -> None:
+def run_on_ray(worker: type, worker_args: tuple, items: list, address: str, workers: int | None, bar) -> None:
+    """`worker(*worker_args).run(item)` for every item, on a pool of Ray actors; `bar` ticks once per item."""
     try:
         import ray
         from ray.util import ActorPool
@@ -50,10 +34,10 @@ def run_on_ray(job, videos: list[str], out: Path, address: str, workers: int | N
     connect(address)
     try:
         gpus = int(ray.cluster_resources().get("GPU", 0))
-        count = max(1, min(workers or gpus or 2, len(videos)))
-        remote = ray.remote(num_gpus=1)(EvalWorker) if gpus else ray.remote(num_cpus=1)(EvalWorker)
-        pool = ActorPool([remote.remote(job) for _ in range(count)])
-        for _ in pool.map_unordered(lambda actor, video: actor.run.remote(video), videos):
+        count = max(1, min(workers or gpus or 2, len(items)))
+        remote = ray.remote(num_gpus=1)(worker) if gpus else ray.remote(num_cpus=1)(worker)
+        pool = ActorPool([remote.remote(*worker_args) for _ in range(count)])
+        for _ in pool.map_unordered(lambda actor, item: actor.run.remote(item), items):
             bar.update()
     finally:
         ray.shutdown()

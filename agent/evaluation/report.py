@@ -12,6 +12,31 @@ import numpy as np
 from agent.evaluation.datasets import Dataset
 
 METRICS = ("J", "F", "tIoU", "vIoU", "A", "R")
+PROVENANCE = "provenance.json"  # the loaded backend's provenance, beside the predictions it made
+
+
+def record_provenance(out: Path, backend) -> None:
+    """Keep what the loaded backend ran with in the evaluation folder (report.json takes it from there, also on
+    a resumed run that loads no backend). Written under a name of its own and renamed: Ray workers write it too."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{PROVENANCE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(backend.provenance(), indent=1))
+    os.replace(tmp, out / PROVENANCE)
+
+
+def provenance(out: Path, job) -> dict:
+    """What shaped the scores, so that they can be reproduced: the package version, the backend, model, device and
+    options asked for, the planner's settings, and, once a backend has run, every setting it ran with."""
+    from agent import __version__
+
+    planner = getattr(job, "planner", None)
+    record = {"rvos_agent": __version__, "backend": job.backend, "model": job.model, "device": job.device,
+              "options": {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in (job.backend_options or {}).items()},
+              "planner": None if planner is None else {k: v for k, v in vars(planner).items() if k != "http_client"}}
+    path = out / PROVENANCE
+    if path.is_file():
+        record |= json.loads(path.read_text())
+    return record
 
 
 def _mean_scores(records: list[dict]) -> dict:
@@ -50,8 +75,7 @@ def build_report(dataset: Dataset, out: Path, job) -> dict:
         failure = json.loads(path.read_text())
         failures[f"{failure['video']}/{failure['exp_id']}"] = failure["error"]
     report: dict = {
-        "dataset": dataset.name, "split": dataset.split, "backend": job.backend, "model": job.model,
-        "planner": {"url": job.planner.url, "model": job.planner.model} if getattr(job, "planner", None) else None,
+        "dataset": dataset.name, "split": dataset.split, **provenance(out, job),
         "expressions_total": len(dataset.expressions), "expressions_done": len(done),
         "failures": failures,
         "expressions": {

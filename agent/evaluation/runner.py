@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from agent.errors import UserError
 from agent.evaluation.datasets import Dataset, Expression, read_dataset
+from agent.evaluation.distributed import run_on_ray
 from agent.evaluation.scoring import FrameScorer
 from agent.video.keyframes import select_keyframes
 from agent.video.source import VideoSource
@@ -48,8 +49,11 @@ class EvalJob:
 
     def load_backend(self):
         from agent.backends import load_backend
+        from agent.evaluation.report import record_provenance
 
-        return load_backend(self.backend, self.model, self.device, **self.backend_options)
+        backend = load_backend(self.backend, self.model, self.device, **self.backend_options)
+        record_provenance(Path(self.out), backend)  # report.json says what the predictions were made with
+        return backend
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -160,8 +164,30 @@ def pending_videos(dataset: Dataset, out: Path) -> dict[str, list[Expression]]:
     return {v: exps for v, exps in by_video.items() if not all(is_done(out, e) for e in exps)}
 
 
+class EvalWorker:
+    """One Ray worker: one model, the videos it is handed.
+
+    Workers write into the same output folder with the same per-expression markers, so a Ray run
+    is resumable exactly like a local one (the folder must be on storage every node sees).
+    """
+
+    def __init__(self, job: EvalJob):
+        self.out = Path(job.out)
+        self.by_video = pending_videos(job.read(), self.out)
+        self.backend = job.load_backend()
+        self.planner = job.planner
+
+    def run(self, video: str) -> list[str]:
+        return evaluate_video(self.backend, self.by_video.get(video, []), self.out, self.planner)
+
+
 def _run_local(job: EvalJob, todo: dict[str, list[Expression]], out: Path, bar, backend=None) -> None:
-    backend = backend or job.load_backend()
+    if backend is None:
+        backend = job.load_backend()
+    else:
+        from agent.evaluation.report import record_provenance
+
+        record_provenance(out, backend)
     for expressions in todo.values():
         evaluate_video(backend, expressions, out, job.planner)
         bar.update()
@@ -179,9 +205,7 @@ def run_evaluation(job: EvalJob, ray_address: str | None = None, workers: int | 
     bar = tqdm(total=len(videos), initial=len(videos) - len(todo), unit="video", desc="eval", disable=not progress)
     if todo:
         if ray_address:
-            from agent.evaluation.distributed import run_on_ray
-
-            run_on_ray(job, list(todo), out, ray_address, workers, bar)
+            run_on_ray(EvalWorker, (job,), list(todo), ray_address, workers, bar)
         else:
             _run_local(job, todo, out, bar, backend)
     bar.close()

@@ -18,10 +18,32 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from agent.errors import UserError
+from agent.evaluation.report import provenance, record_provenance
 from agent.evaluation.scoring import score_folders
 from agent.grounder.protocol import ObjectPrompt
 from agent.video.source import VideoSource
 from agent.writers.palette import label_map, read_palette_png, save_palette_png
+
+
+# what the protocol has no use for, and why: it reads the DAVIS folders itself, runs on this machine, and
+# prompts the tracker with the first annotated frame's masks (no grounder, no keyframes, no answer)
+UNUSED_OPTIONS = {
+    "planner": "the planner grounds language, and the masks are the prompt here",
+    "dataset": "it reads JPEGImages/ and Annotations/ of ROOT itself (the generic layout or DAVIS 2017)",
+    "split": "it reads JPEGImages/ and Annotations/ of ROOT itself (give the split's folder as ROOT)",
+    "ray": "it runs on this machine",
+    "workers": "it runs on this machine",
+    "answer": "no grounder runs (the first annotated frame's masks are the prompt)",
+    "keyframes": "no grounder runs (the first annotated frame's masks are the prompt)",
+    "keyframe_strategy": "no grounder runs (the first annotated frame's masks are the prompt)",
+}
+
+
+def check_semi_options(**given) -> None:
+    """Refuse an option the protocol would ignore (one given is not None), before anything loads."""
+    for name, value in given.items():
+        if value is not None and name in UNUSED_OPTIONS:
+            raise UserError(f"--protocol semi takes no --{name.replace('_', '-')}: {UNUSED_OPTIONS[name]}; drop it")
 
 
 def davis_folders(root: Path) -> tuple[Path, Path]:
@@ -70,7 +92,10 @@ def run_semi_supervised(job, progress: bool = True, backend=None) -> dict:
     timing_path = out / "timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
     if todo:
-        backend = backend or job.load_backend()
+        if backend is None:
+            backend = job.load_backend()  # records its provenance in `out`
+        else:
+            record_provenance(out, backend)
     for name in tqdm(todo, unit="video", desc="eval (semi)", disable=not progress):
         frames = sorted((images / name).glob("*.jpg"))
         start = time.perf_counter()
@@ -80,7 +105,7 @@ def run_semi_supervised(job, progress: bool = True, backend=None) -> dict:
     report = score_folders(_ground_truth_root(annotations, out), predictions, skip_first_last=True)
     seconds, frames = (sum(v[i] for v in timing.values()) for i in (0, 1))
     report |= {"protocol": "DAVIS semi-supervised (first annotated frame as prompt; first and last frame not scored)",
-               "backend": job.backend, "seconds_per_frame": round(seconds / max(frames, 1), 3)}
+               **provenance(out, job), "seconds_per_frame": round(seconds / max(frames, 1), 3)}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from PIL import Image
 
-from agent.assistant.reply import Step
 from agent.errors import UserError
 from agent.planner.config import PlannerConfig
 from agent.prompts import PROMPTS_DIR, render
+from agent.trace import Step
 
 
 class PlannerError(UserError):

@@ -9,15 +9,16 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from agent.assistant.reply import Reply, Step
 from agent.planner.client import Conversation, Exchange, PlannerClient, PlannerError
 from agent.planner.config import PlannerConfig
+from agent.planner.session import PlanningSession
 from agent.planner.tools import Toolbox
 from agent.prompts import render
+from agent.trace import Step
 from agent.writers.outlines import draw_outlines, tile
 
 
-def _opening(session: Any, question: str, config: PlannerConfig) -> Conversation:
+def _opening(session: PlanningSession, question: str, config: PlannerConfig) -> Conversation:
     video = session.video
     width, height = video.size
     turns = "\n".join(f"{turn.role}: {turn.text}" for turn in session.history)
@@ -28,8 +29,8 @@ def _opening(session: Any, question: str, config: PlannerConfig) -> Conversation
     return Conversation(render("system", "planner", max_calls=str(config.max_calls)), text, [overview])
 
 
-def run_planner(session: Any, question: str, trace: list[Step], config: PlannerConfig, client: PlannerClient | None = None) -> Reply:
-    """The planner's answer to `question` on `session`, or a PlannerError saying what went wrong."""
+def run_planner(session: PlanningSession, question: str, trace: list[Step], config: PlannerConfig, client: PlannerClient | None = None) -> Any:
+    """The planner's answer to `question` on `session` (the reply its `choose` made), or a PlannerError saying what went wrong."""
     client = client or PlannerClient(config, config.http_client)
     toolbox = Toolbox(session, question, config, trace)
     conversation = _opening(session, question, config)

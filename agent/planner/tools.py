@@ -10,9 +10,10 @@ from typing import Any
 
 from PIL import Image
 
-from agent.assistant.candidates import Candidates
-from agent.assistant.reply import Reply, Step
+from agent.planner.candidates import Candidates
 from agent.planner.config import PlannerConfig
+from agent.planner.session import PlanningSession
+from agent.trace import Step
 from agent.writers.outlines import tile
 
 ENDINGS = ("select", "none", "answer")
@@ -26,11 +27,11 @@ class ToolError(Exception):
 class Outcome:
     text: str
     images: list[Image.Image] = field(default_factory=list)
-    reply: Reply | None = None  # set when the call ends the question
+    reply: Any = None  # the session's reply, set when the call ends the question
 
 
 class Toolbox:
-    def __init__(self, session: Any, question: str, config: PlannerConfig, trace: list[Step]):
+    def __init__(self, session: PlanningSession, question: str, config: PlannerConfig, trace: list[Step]):
         self.session, self.question, self.config, self.trace = session, question, config, trace
         self.found: list[Candidates] = []
 

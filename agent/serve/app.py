@@ -1,14 +1,18 @@
 """The page of `rvos serve`: gradio components over one `Workspace` per browser session.
 
 Every handler does one thing through the workspace (which goes through the session API) and returns
-what the page shows; a person's mistake is a message in the page, never a dead server."""
+what the page shows; a person's mistake is a message in the page, never a dead server, and the page
+never shows a traceback or a path on the server (the log has those)."""
 
 from __future__ import annotations
 
 import functools
 import html
 import logging
+import re
+import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,30 +32,63 @@ INTRO = """# rvos — talk to a video
 Upload a clip (mp4, webm, mov, avi, mkv) or pick an example, then ask for an object in plain words.
 Click on the frame to fix a mask: **on the object** adds to it, **not on it** takes away; pick *new object*
 to start another one. Download gives `masks/`, `result.json` and `overlay.mp4`, as `rvos segment` writes them."""
+READY = "Upload a video or pick an example."
+# An absolute path of two or more parts (a server folder): shown as its last part only.
+SERVER_PATH = re.compile(r"(?<![\w/.~-])/(?:[^\s'\"():,;/]+/)+([^\s'\"():,;/]*)")
+
+
+class Busy(UserError):
+    """Every session the server takes is open: a new one is turned away (the open ones go on)."""
 
 
 class App:
     """The page's handlers, bound to one loaded assistant shared by every browser session."""
 
-    def __init__(self, assistant: Assistant, limits: Limits, examples: Mapping[str, Path], idle_seconds: float):
+    def __init__(self, assistant: Assistant, limits: Limits, examples: Mapping[str, Path], idle_seconds: float,
+                 max_sessions: int = 8, workspaces: Path | None = None):
         self.assistant, self.limits, self.examples, self.idle_seconds = assistant, limits, dict(examples), idle_seconds
+        self.max_sessions, self.workspaces = max_sessions, workspaces  # workspaces: where their folders go
         self.model_lock = threading.Lock()  # one model: one job on it at a time (the others wait in line)
         self.live: dict[str, Workspace] = {}  # browser session → its workspace
+        self._live_lock = threading.Lock()  # handlers run in threads: admitting a session is one step
         backend = assistant.backend
         self.meta = {"rvos_agent": __version__, "backend": backend.name, "model": backend.model, "device": backend.device}
 
     def workspace(self, current: Workspace | None, request: gr.Request | None) -> Workspace:
         """This browser session's workspace: from its state, else the one made by an earlier call whose
-        state never came back (it failed), else a new one."""
+        state never came back (it failed), else a new one if the server takes another session."""
         key = request.session_hash if request is not None else None
-        ws = current or (self.live.get(key) if key else None) or Workspace(self.assistant, self.limits, self.model_lock)
-        if key:
-            self.live[key] = ws  # so that closing the tab can remove its files at once
+        with self._live_lock:
+            ws = current if current is not None and not current.closed else self.live.get(key) if key else None
+            if ws is None:
+                self._admit()
+                ws = Workspace(self.assistant, self.limits, self.model_lock, self.workspaces)
+            if key:
+                self.live[key] = ws  # so that closing the tab can remove its files at once, and to count it
+        ws.last_used = time.monotonic()  # in use: not idle, whatever this job takes
         return ws
+
+    def _admit(self) -> None:
+        """Room for one more session: sessions idle too long (whose tab never said goodbye) go first."""
+        if len(self.live) < self.max_sessions:
+            return
+        now = time.monotonic()
+        for key, ws in list(self.live.items()):
+            if now - ws.last_used > self.idle_seconds:
+                self.live.pop(key).close()
+        if len(self.live) >= self.max_sessions:
+            raise Busy(busy_message(len(self.live)))
+
+    def greet(self, request: gr.Request) -> str:
+        """The status line when the page opens: whether this server takes one more session now."""
+        with self._live_lock:
+            full = request.session_hash not in self.live and len(self.live) >= self.max_sessions
+            return f"⚠️ {busy_message(len(self.live))}" if full else READY
 
     def closed(self, request: gr.Request) -> None:
         """The tab was closed or reloaded: its workspace goes now (gradio would keep its state an hour)."""
-        ws = self.live.pop(request.session_hash, None)
+        with self._live_lock:
+            ws = self.live.pop(request.session_hash, None)
         if ws is not None:
             ws.close()
 
@@ -59,8 +96,16 @@ class App:
         """gradio dropped the state (idle too long, or closed an hour ago)."""
         if ws is not None:
             ws.close()
-            for key in [k for k, v in self.live.items() if v is ws]:
-                self.live.pop(key, None)
+            with self._live_lock:
+                for key in [k for k, v in self.live.items() if v is ws]:
+                    self.live.pop(key, None)
+
+    def close_all(self) -> None:
+        """The server stops: every workspace's files go."""
+        with self._live_lock:
+            workspaces, self.live = list(self.live.values()), {}
+        for ws in workspaces:
+            ws.close()
 
     # --- what every change shows -------------------------------------------------------------
     def view(self, ws: Workspace, status: str, frame: int = 0, target: str = NEW_OBJECT) -> tuple:
@@ -75,12 +120,12 @@ class App:
             ws,
             status,
             ws.messages,
-            str(ws.rendered.overlay) if ws.rendered.overlay else None,
-            ws.frame_image(frame) if session else None,
+            str(ws.overlay) if ws.overlay else None,
+            str(ws.frame_file(frame)) if session else None,
             gr.Slider(minimum=0, maximum=max(frames - 1, 1), value=frame, step=1, interactive=session is not None),
             objects_html(objects),
             gr.Dropdown(choices=choices, value=target),
-            gr.DownloadButton(value=str(ws.rendered.archive) if ws.rendered.archive else None, interactive=ws.rendered.archive is not None),
+            gr.Button(interactive=bool(objects)),
         )
 
     def opened_status(self, ws: Workspace, name: str) -> str:
@@ -106,7 +151,7 @@ class App:
     def ask(self, ws, question, mode, frame, request: gr.Request, progress=gr.Progress()):
         ws = self.workspace(ws, request)
         reply = ws.ask(question, mode, _reporter(progress))
-        ws.render(self.meta)
+        ws.render()
         shown = max(reply.objects, default=None)
         return self.view(ws, f"{len(reply.objects)} object(s) found.", frame, str(shown) if shown else NEW_OBJECT) + ("",)
 
@@ -115,24 +160,33 @@ class App:
         x, y = event.index
         object_id = None if target in (None, NEW_OBJECT) else int(target)
         reply = ws.click(int(frame), float(x), float(y), kind == "on the object", object_id, _reporter(progress))
-        ws.render(self.meta)
+        ws.render()
         changed = reply.trace[-1].detail.get("object")
         return self.view(ws, reply.answer, frame, str(changed))
 
     def rename(self, ws, target, name, frame, request: gr.Request):
         ws = self.workspace(ws, request)
-        reply = ws.rename(_chosen(target), name)
-        ws.render(self.meta)
+        reply = ws.rename(_chosen(target), name)  # the overlay shows no names: nothing to draw again
         return self.view(ws, reply.answer, frame, target)
 
     def remove(self, ws, target, frame, request: gr.Request):
         ws = self.workspace(ws, request)
         reply = ws.remove(_chosen(target))
-        ws.render(self.meta)
+        ws.render()
         return self.view(ws, reply.answer, frame)
 
+    def download(self, ws, request: gr.Request):
+        """Build the results when asked for (the page then hands the file to the browser)."""
+        if ws is None or ws.closed:
+            raise UserError("there is nothing to download yet: upload a video and ask for an object first")
+        return ws, gr.skip(), str(ws.download(self.meta))
+
     def show_frame(self, ws, frame):
-        return ws.frame_image(frame) if ws is not None and ws.session is not None else None
+        try:
+            return str(ws.frame_file(frame)) if ws is not None and ws.session is not None and not ws.closed else None
+        except Exception:  # noqa: BLE001 - a frame that cannot be shown leaves the viewer as it was
+            log.exception("showing frame %s failed", frame)
+            return gr.skip()
 
     def stop(self, ws):
         if ws is not None:
@@ -163,19 +217,30 @@ def objects_html(objects: Mapping[int, Any]) -> str:
     return f'<ul class="rvos-objects">{"".join(rows)}</ul>'
 
 
+def busy_message(open_sessions: int) -> str:
+    return f"The server is busy: {open_sessions} sessions are open; try again in a few minutes."
+
+
+def public_message(text: str) -> str:
+    """What the page may show of a message: server folders reduced to the file's own name."""
+    return SERVER_PATH.sub(lambda match: match.group(1) or "…", text)
+
+
 def _guarded(handler: Callable, outputs: int, cleared: tuple[int, ...] = ()) -> Callable:
     """A person's mistake (or a stop) becomes the status line and a notice; everything else on the page
-    stays as it was (but the outputs `cleared`). A fault of ours is logged with its traceback and reported in one line."""
+    stays as it was (but the outputs `cleared`). A fault of ours is logged with its traceback and a
+    reference; the page shows the reference only (no traceback, no server path)."""
 
     @functools.wraps(handler)
     def run(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
         except UserError as exc:
-            message = str(exc)
-        except Exception as exc:  # noqa: BLE001 - the server must keep serving everyone else
-            log.exception("request failed")
-            message = f"something went wrong on the server ({type(exc).__name__}: {exc}); nothing changed"
+            message = public_message(str(exc))
+        except Exception:  # noqa: BLE001 - the server must keep serving everyone else
+            reference = secrets.token_hex(4)
+            log.exception("request failed (reference %s)", reference)
+            message = f"something went wrong on the server (reference {reference}; its log has the details); try again"
         gr.Warning(message)
         return tuple(None if i in cleared else f"⚠️ {html.escape(message)}" if i == 1 else gr.skip() for i in range(outputs))
 
@@ -198,7 +263,7 @@ def build_app(app: App, concurrency: int) -> gr.Blocks:
                 upload = gr.File(label="Video", file_types=[".mp4", ".webm", ".mov", ".avi", ".mkv"], elem_id="upload")
                 example = gr.Dropdown(choices=sorted(app.examples), value=None, label="…or an example", elem_id="example",
                                       visible=bool(app.examples))
-                status = gr.Markdown("Upload a video or pick an example.", elem_id="status")
+                status = gr.Markdown(READY, elem_id="status")
                 chat = gr.Chatbot(label="Conversation", elem_id="chat", height=360)
                 question = gr.Textbox(label="Ask", placeholder="the dog that catches the frisbee", elem_id="question", lines=1)
                 with gr.Row():
@@ -218,7 +283,8 @@ def build_app(app: App, concurrency: int) -> gr.Blocks:
                     name = gr.Textbox(label="Name", placeholder="a new name for the chosen object", elem_id="name", scale=3)
                     rename_button = gr.Button("Rename", elem_id="rename", scale=1)
                     remove_button = gr.Button("Remove", elem_id="remove", scale=1)
-                download = gr.DownloadButton("Download results (zip)", elem_id="download", interactive=False)
+                download = gr.Button("Download results (zip)", elem_id="download", interactive=False)
+                download_file = gr.DownloadButton("Save", elem_id="download-file", visible="hidden")  # what the browser saves
 
         view = [state, status, chat, overlay, frame_image, slider, objects, target, download]
         work = {"concurrency_id": "work", "concurrency_limit": concurrency}
@@ -234,5 +300,9 @@ def build_app(app: App, concurrency: int) -> gr.Blocks:
         remove_button.click(_guarded(app.remove, len(view)), [state, target, slider], view, api_name="remove", **work)
         slider.change(app.show_frame, [state, slider], frame_image, api_visibility="private", trigger_mode="always_last", **quick)
         stop_button.click(app.stop, [state], status, api_name="stop", **quick)
+        # Built when asked for, then handed to the browser as the hidden button's file (as if it were clicked).
+        download.click(_guarded(app.download, 3), [state], [state, status, download_file], api_name="download", **work).success(
+            None, None, None, js="() => document.getElementById('download-file')?.click()")
+        page.load(app.greet, None, status, api_visibility="private", **quick)
         page.unload(app.closed)
     return page

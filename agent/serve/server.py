@@ -4,6 +4,7 @@ for every browser session, then the page."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from agent.errors import UserError
 from agent.serve.workspace import Limits
 
 AUTH_VARIABLE = "RVOS_SERVE_AUTH"  # USER:PASSWORD, for those who keep secrets out of the command line
-REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY = Path(__file__).resolve().parents[2]  # the checkout, when the package runs from one
 
 
 @dataclass
@@ -29,6 +30,7 @@ class ServeOptions:
     idle_minutes: float = 60.0
     examples: str | None = None
     planner: Any = None  # an agent.planner.PlannerConfig
+    max_sessions: int = 8  # browser sessions open at once; each holds a video, its masks and its files
 
 
 def parse_auth(text: str | None) -> tuple[str, str] | None:
@@ -59,6 +61,8 @@ def check_options(options: ServeOptions) -> tuple[str, str] | None:
         raise UserError(f"--port {options.port} is not a port; give 1–65535")
     if options.concurrency < 1:
         raise UserError("--concurrency must be at least 1")
+    if options.max_sessions < 1:
+        raise UserError("--max-sessions must be at least 1")
     limits = options.limits
     if min(limits.max_upload_mb, limits.max_frames, limits.max_side) <= 0 or options.idle_minutes <= 0:
         raise UserError("--max-upload-mb, --max-frames, --max-side and --idle-minutes must be positive")
@@ -67,14 +71,23 @@ def check_options(options: ServeOptions) -> tuple[str, str] | None:
     return auth
 
 
+def checkout_examples(repository: Path | None = None) -> Path | None:
+    """The shared videos beside a git checkout the package runs from (`../shared/data`); an installed
+    package (in site-packages, no `.git` above it) has none and looks nowhere else."""
+    repository = repository or REPOSITORY
+    shared = repository.parent / "shared" / "data"
+    from_checkout = (repository / ".git").exists() and (repository / "agent" / "serve").is_dir()
+    return shared if from_checkout and shared.is_dir() else None
+
+
 def find_examples(folder: str | Path | None = None) -> dict[str, Path]:
     """Example videos: frame folders laid out as DAVIS (DATASET/JPEGImages/VIDEO/) and video files, under
-    `folder` (default: the shared data next to this repository, when it is there)."""
+    `folder` (default: the shared data beside the checkout, when the package runs from one that has it)."""
     from agent.video.source import VIDEO_SUFFIXES
 
-    root = Path(folder) if folder else REPOSITORY.parent / "shared" / "data"
+    root = Path(folder) if folder else checkout_examples()
     examples: dict[str, Path] = {}
-    if not root.is_dir():
+    if root is None or not root.is_dir():
         return examples
     for video in sorted(root.glob("*/JPEGImages/*")):
         if video.is_dir() and any(video.glob("*.jpg")):
@@ -90,16 +103,43 @@ def serve(options: ServeOptions, backend_options: dict | None = None) -> None:
     auth = check_options(options)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: nothing phones home
 
+    from agent.assistant.session import Assistant
+
+    if not logging.getLogger("rvos").handlers:  # the log has what the page leaves out: tracebacks, paths
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.getLogger("rvos").addHandler(handler)
+    assistant = Assistant.load(options.backend, options.model, options.device, planner=options.planner, **(backend_options or {}))
+    app = make_app(assistant, options)
+    try:
+        launch(app, options, auth)
+    finally:
+        app.close_all()
+
+
+def make_app(assistant: Any, options: ServeOptions):
+    """The page's handlers over one loaded assistant. Workspaces live in gradio's own upload folder, so
+    what the page shows is served from where it was written, not copied into gradio's cache."""
+    from gradio.utils import get_upload_folder
+
+    from agent.serve.app import App
+
+    workspaces = Path(get_upload_folder())
+    workspaces.mkdir(parents=True, exist_ok=True)
+    return App(assistant, options.limits, find_examples(options.examples), options.idle_minutes * 60, options.max_sessions, workspaces)
+
+
+def launch(app: Any, options: ServeOptions, auth: tuple[str, str] | None = None, block: bool = True):
+    """Serve the page (until interrupted, or in the background with `block=False`); returns the page."""
     import gradio as gr
 
-    from agent.assistant.session import Assistant
-    from agent.serve.app import CSS, App, build_app
+    from agent.serve.app import CSS, build_app
 
-    assistant = Assistant.load(options.backend, options.model, options.device, planner=options.planner, **(backend_options or {}))
-    app = App(assistant, options.limits, find_examples(options.examples), options.idle_minutes * 60)
     page = build_app(app, options.concurrency)
     page.queue(default_concurrency_limit=options.concurrency)
     # System fonts only: the default theme would ask a font service the machine may not reach.
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     page.launch(server_name=options.host, server_port=options.port, auth=auth, max_file_size=int(options.limits.max_upload_mb * 2**20),
-                share=False, ssr_mode=False, show_error=False, theme=theme, css=CSS, footer_links=["api"])
+                share=False, ssr_mode=False, show_error=False, theme=theme, css=CSS, footer_links=["api"], prevent_thread_lock=not block,
+                quiet=not block)
+    return page

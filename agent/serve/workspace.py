@@ -1,13 +1,18 @@
 """One browser session's side of `rvos serve`: its video, conversation and results, in a temporary
-folder of its own. Everything here goes through the session API; the page only shows it."""
+folder of its own. Everything here goes through the session API; the page only shows it.
+
+What a session keeps is bounded: the video (under the upload limit, stored once), the overlay video the
+page shows, the last few frame views, and the download only once it is asked for (until the next change)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +23,13 @@ from agent.assistant.session import Assistant, Session
 from agent.errors import UserError
 from agent.grounder.visual import NEGATIVE, POSITIVE
 from agent.video.source import VIDEO_SUFFIXES, VideoSource
+from agent.writers.overlay import OverlayWriter
+from agent.writers.palette import label_map
 
 # (frames done, frames in all, what): the page's progress bar
 Report = Callable[[int, int, str], None]
+CHAT_MESSAGES_KEPT = 200  # the chat the page shows: older messages go (the model's own history is the session's)
+FRAME_VIEWS_KEPT = 3  # frame images on disk: the one shown and the few a browser may still be fetching
 
 
 class Cancelled(UserError):
@@ -50,14 +59,6 @@ class Limits:
         return text
 
 
-@dataclass
-class Rendered:
-    """What the page shows after a change: the overlay video and the zip of the results."""
-
-    overlay: Path | None
-    archive: Path | None
-
-
 class Workspace:
     """The video, the session, the chat and the written results of one browser session."""
 
@@ -67,12 +68,23 @@ class Workspace:
         self.session: Session | None = None
         self.messages: list[dict[str, Any]] = []  # the chat as the page shows it
         self.cancel = threading.Event()
-        self.rendered = Rendered(None, None)
-        self._version = 0
+        self.overlay: Path | None = None  # the overlay video the page shows
+        self.last_used = time.monotonic()
+        self._asked: Reply | None = None  # the last question's reply, without its masks: the overlay's caption
+        self._masks_version = 0  # bumped by every change of the masks or the caption
+        self._version = 0  # bumped by every change (a rename too)
+        self._overlay_version = -1
+        self._download: tuple[int, Path] | None = None
+        self._files = 0
+
+    @property
+    def closed(self) -> bool:
+        return not self.folder.exists()
 
     # --- opening a video ---------------------------------------------------------------------
     def open_upload(self, upload: str | Path) -> Session:
-        """A file the page uploaded (its temporary path, never a path a person typed)."""
+        """A file the page uploaded (its temporary path, never a path a person typed). It is linked into
+        the workspace, not copied, so the upload is stored once (copied only across file systems)."""
         upload = Path(upload)
         suffix = upload.suffix.lower()
         if suffix not in VIDEO_SUFFIXES:
@@ -82,7 +94,10 @@ class Workspace:
             raise UserError(f"the file is {size_mb:.0f} MB; this server takes at most {self.limits.max_upload_mb:g} MB")
         video_dir = self._fresh("video")
         target = video_dir / f"upload{suffix}"  # our name: nothing from the request names a path
-        shutil.copyfile(upload, target)
+        try:
+            os.link(upload, target)
+        except OSError:  # another file system (or one without hard links)
+            shutil.copyfile(upload, target)
         return self._open(target)
 
     def open_example(self, name: str, examples: Mapping[str, Path]) -> Session:
@@ -95,7 +110,8 @@ class Workspace:
         self.limits.check_video(video)
         self.session = self.assistant.open(video, progress=False)
         self.messages = []
-        self.rendered = Rendered(None, None)
+        self._asked, self.overlay = None, None
+        self._changed(masks=True)
         return self.session
 
     # --- the work ----------------------------------------------------------------------------
@@ -131,39 +147,91 @@ class Workspace:
     def ask(self, question: str, mode: str, report: Report | None = None) -> Reply:
         question = self.limits.check_instruction(question)
         reply = self.run(lambda s: s.ask(question, mode=mode), report)
-        self.messages.append({"role": "user", "content": question})
-        self.messages.append({"role": "assistant", "content": reply.answer})
+        self._asked = replace(reply, _rle=[], prompts=[])  # what the caption and result.json need, not the masks
+        self._say({"role": "user", "content": question}, {"role": "assistant", "content": reply.answer})
         trace = "\n".join(f"- **{step.kind}**: {step.text}" for step in reply.trace)
-        self.messages.append({"role": "assistant", "content": trace, "metadata": {"title": f"How ({reply.mode})", "status": "done"}})
+        self._say({"role": "assistant", "content": trace, "metadata": {"title": f"How ({reply.mode})", "status": "done"}})
+        self._changed(masks=True)
         return reply
 
     def click(self, frame: int, x: float, y: float, positive: bool, object_id: int | None, report: Report | None = None) -> Reply:
         label = POSITIVE if positive else NEGATIVE
         reply = self.run(lambda s: s.add_points(frame, [(x, y)], [label], object_id), report)
-        self.messages.append({"role": "assistant", "content": reply.answer})
+        self._say({"role": "assistant", "content": reply.answer})
+        self._changed(masks=True)
         return reply
 
     def rename(self, object_id: int, name: str) -> Reply:
-        return self.opened.rename(object_id, name)
+        reply = self.opened.rename(object_id, name)
+        self._changed(masks=False)  # the names are in the list and result.json, not in the overlay
+        return reply
 
     def remove(self, object_id: int) -> Reply:
         reply = self.opened.remove(object_id)
-        self.messages.append({"role": "assistant", "content": reply.answer})
+        self._say({"role": "assistant", "content": reply.answer})
+        self._changed(masks=True)
         return reply
 
+    def _say(self, *messages: dict[str, Any]) -> None:
+        self.messages = [*self.messages, *messages][-CHAT_MESSAGES_KEPT:]
+
+    def _changed(self, masks: bool) -> None:
+        """After a change: the download is stale (its files go now), and so is the overlay if the masks
+        changed. The session keeps only its latest reply: the page never shows an older one."""
+        self.last_used = time.monotonic()
+        self._version += 1
+        if masks:
+            self._masks_version += 1
+        if self._download is not None:
+            shutil.rmtree(self._download[1].parent, ignore_errors=True)
+            self._download = None
+        if self.session is not None:
+            del self.session.replies[:-1]
+
     # --- what the page shows -------------------------------------------------------------------
-    def render(self, meta: Mapping[str, Any] | None = None) -> Rendered:
-        """Write the objects as they stand: masks/, result.json, overlay.mp4 (as `rvos segment` does),
-        and their zip. Each render gets new names, so a browser never shows a stale cached copy."""
+    def _state(self) -> Reply:
+        """Every object as it stands, captioned with the last question asked (as `rvos segment` would)."""
+        last = self._asked
+        return self.opened.state(last.question if last else "", last.answer if last else "", last.trace if last else ())
+
+    def render(self) -> Path | None:
+        """The overlay video the page shows, written again only when the masks or the caption changed
+        since it was last written (a rename changes neither). Each one gets a new name, so a browser never
+        shows a stale cached copy. None when there are no objects to show."""
         session = self.opened
-        asked = [reply for reply in session.replies if reply.mode != "prompt"]
-        last = asked[-1] if asked else None  # the overlay's caption is the last question asked
-        state = session.state(last.question if last else "", last.answer if last else "", last.trace if last else ())
-        folder = self._fresh("result")
-        written = state.save(folder / "rvos-result", overwrite=True, meta=dict(meta or {}))
-        archive = shutil.make_archive(str(folder / "rvos-result"), "zip", written)
-        self.rendered = Rendered(written / "overlay.mp4", Path(archive))
-        return self.rendered
+        if self._overlay_version == self._masks_version and (self.overlay is None or self.overlay.exists()):
+            return self.overlay
+        state = self._state()
+        if not state.objects:
+            self.overlay = None
+        else:
+            folder = self._fresh("overlay")
+            width, height = session.video.size
+            writer = OverlayWriter(folder / "overlay.mp4", session.video.size, session.video.fps, state.question)
+            try:
+                for index, image in session.video.frames():
+                    writer.write(image, label_map(state.masks(index), (height, width)))
+            finally:
+                writer.close()
+            self.overlay = folder / "overlay.mp4"
+        self._overlay_version = self._masks_version
+        return self.overlay
+
+    def download(self, meta: Mapping[str, Any] | None = None) -> Path:
+        """The zip of masks/, result.json and overlay.mp4 as `rvos segment` writes them (`Reply.save`),
+        built when asked for and kept until the next change."""
+        session = self.opened
+        if not session.objects.objects:
+            raise UserError("there is nothing to download yet: ask for an object or click on one first")
+        if self._download is not None and self._download[0] == self._version and self._download[1].exists():
+            return self._download[1]
+        self.last_used = time.monotonic()
+        folder = self._fresh("download")
+        written = self._state().save(folder / "rvos-result", overwrite=True, meta=dict(meta or {}))
+        archive = Path(shutil.make_archive(str(folder / "rvos-result"), "zip", written))
+        shutil.rmtree(written)  # the zip is what is served: the folder would store everything twice
+        self._download = (self._version, archive)
+        return archive
 
     def frame_image(self, frame: int) -> Image.Image:
         """One frame with the masks and the clicks made on it."""
@@ -179,12 +247,23 @@ class Workspace:
                 draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=fill, outline=(255, 255, 255), width=2)
         return image
 
+    def frame_file(self, frame: int) -> Path:
+        """`frame_image` as a file in the workspace (served from here, not copied); only the last few are kept."""
+        views = self.folder / "views"
+        views.mkdir(exist_ok=True)
+        self._files += 1
+        path = views / f"frame-{self._files:06d}.jpg"
+        self.frame_image(frame).save(path, quality=90)
+        for old in sorted(views.glob("frame-*.jpg"))[:-FRAME_VIEWS_KEPT]:
+            old.unlink(missing_ok=True)
+        return path
+
     def _fresh(self, kind: str) -> Path:
         """A new folder for this kind of output; the previous one is removed."""
         for old in self.folder.glob(f"{kind}-*"):
             shutil.rmtree(old, ignore_errors=True)
-        self._version += 1
-        folder = self.folder / f"{kind}-{self._version}"
+        self._files += 1
+        folder = self.folder / f"{kind}-{self._files}"
         folder.mkdir()
         return folder
 

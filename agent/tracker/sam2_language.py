@@ -9,30 +9,19 @@ Both are done with hooks around the package's modules, so its code runs unchange
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig
 from sam2.modeling.sam.transformer import RoPEAttention
 from sam2.modeling.sam2_base import SAM2Base
 
 from agent.tracker.memory_attention import MemoryCrossAttention
-
-# What official Sa2VA checkpoints use: the package's Hiera-L config with dynamic multimask.
-OFFICIAL_SAM2_CONFIG = "configs/sam2/sam2_hiera_l.yaml"
-OFFICIAL_SAM2_OVERRIDES = {
-    "sam_mask_decoder_extra_args": {
-        "dynamic_multimask_via_stability": True,
-        "dynamic_multimask_stability_delta": 0.05,
-        "dynamic_multimask_stability_thresh": 0.98,
-    },
-    "image_size": 1024,
-}
+from agent.tracker.sam2_config import instantiate_checked, load_sam2_config
 
 
 class LanguagePromptedSAM2(SAM2Base):
@@ -94,26 +83,19 @@ class LanguagePromptedSAM2(SAM2Base):
         return (multimasks, high_res, out[2], low_res_best, high_res_best, out[5], object_score_logits)
 
 
-def load_sam2_config(config: str | Path | None) -> Any:
-    """The `model` node of a sam2-format yaml; None means the official Sa2VA architecture."""
-    if config is None:
-        path = resources.files("sam2") / OFFICIAL_SAM2_CONFIG
-        node = OmegaConf.load(str(path)).model
-        return OmegaConf.merge(node, OFFICIAL_SAM2_OVERRIDES)
-    return OmegaConf.load(str(config)).model
-
-
 def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def build_language_sam2(config: str | Path | None, state_dict: dict[str, torch.Tensor]) -> tuple[LanguagePromptedSAM2, list[str], list[str]]:
-    """Build from a sam2 yaml and load weights; returns (model, missing keys, unexpected keys)."""
-    node = load_sam2_config(config)
+def build_language_sam2(config: str | Path | DictConfig | None, state_dict: dict[str, torch.Tensor]) -> tuple[LanguagePromptedSAM2, list[str], list[str]]:
+    """Build from a sam2 yaml (a path, None for the official one, or a node `load_sam2_config` gave) and load
+    weights; returns (model, missing keys, unexpected keys). Every target is checked first (sam2_config.py)."""
+    source = "the given SAM 2 config" if isinstance(config, DictConfig) else f"the SAM 2 config {config}"
+    node = copy.deepcopy(config) if isinstance(config, DictConfig) else load_sam2_config(config)
     node._target_ = _qualified(LanguagePromptedSAM2)
     cross = node.memory_attention.layer.cross_attention
     if cross._target_ == _qualified(RoPEAttention):  # same weights; a faster CPU bfloat16 path
         cross._target_ = _qualified(MemoryCrossAttention)
-    model = instantiate(node, _recursive_=True)
+    model = instantiate_checked(node, source)
     result = model.load_state_dict(state_dict, strict=False)
     return model.eval(), list(result.missing_keys), list(result.unexpected_keys)

@@ -202,7 +202,8 @@ def _sam2_yaml(folder: Path, sa2va_config: dict, config: TrainConfig) -> Path | 
     if config.sam2_config:
         return Path(config.sam2_config)
     name = (sa2va_config.get(checkpoint.EXTRAS_KEY) or {}).get("sam2_config")
-    return folder / name if name else None  # None: the official architecture
+    # a checkpoint may only name a file inside its own folder (None: the official architecture)
+    return checkpoint.file_inside(folder, name, "config.json → rvos.sam2_config") if name else None
 
 
 def _extras(sa2va_config: dict) -> dict:

