@@ -8,9 +8,11 @@ SHARED ?= ../shared
 # that scikit-image ships (agent/video/sample.py), segmented with its own instruction; VIDEO=… TEXT=… override.
 DEMO_SWAN := $(SHARED)/data/refdavis-mini3/JPEGImages/blackswan
 SAMPLE ?= demo-sample
+ifeq ($(origin VIDEO),undefined)
 ifneq ($(wildcard $(DEMO_SWAN)),)
-VIDEO ?= $(DEMO_SWAN)
+VIDEO := $(DEMO_SWAN)
 TEXT ?= a black feathered swan
+endif
 endif
 OUT ?= demo-out
 
@@ -67,4 +69,4 @@ else
 endif
 
 clean:
-	rm -rf $(VENV) $(OUT) $(SAMPLE)
+	rm -rf $(VENV) demo-out demo-sample  # only what set-up and the demo made, whatever OUT/SAMPLE say

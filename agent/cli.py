@@ -13,7 +13,7 @@ from agent.errors import UserError
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", help="backend name (see `rvos backends`); auto: first that can run")
     parser.add_argument("--model", help="model id on the Hugging Face hub or a local checkpoint folder")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="model dtype (default: float32 on CPU, bfloat16 on CUDA; bfloat16 is faster on CPUs with AVX512-BF16 or AMX)")
     parser.add_argument("--quantize", choices=["4bit", "8bit"], help="quantize the language model with bitsandbytes (CUDA)")
     parser.add_argument("--sam2-config", help="SAM 2 architecture yaml when the checkpoint's is not the official Hiera-L")

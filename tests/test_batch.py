@@ -185,3 +185,27 @@ def test_batch_item_folders_are_safe_unique_and_inside_out(tmp_path):
     items = read_items(clips, clips / "out", "the dog")
     assert sorted(i.name for i in items) == ["a_1", "b", "b-2", "batch.json-2"]
     assert {i.instruction for i in items} == {"the dog"} and all(i.line is None for i in items)
+
+
+def test_batch_reruns_an_item_whose_request_changed_and_keeps_a_foreign_batch_json(clips, tmp_path, capsys):
+    data = tmp_path / "clips"
+    data.mkdir()
+    shutil.copytree(clips / "blackswan", data / "blackswan")
+    manifest = data / "one.jsonl"
+    manifest.write_text(json.dumps({"video": "blackswan", "instruction": GOOD["blackswan"]}) + "\n")
+    out = tmp_path / "batch"
+    assert run_cli(capsys, "batch", manifest, "--out", out, *BACKEND)[0] == 0
+    assert run_cli(capsys, "batch", manifest, "--out", out, *BACKEND)[0] == 0
+    assert summary(out)["skipped"] == 1  # the same request: its whole output is kept
+    manifest.write_text(json.dumps({"video": "blackswan", "instruction": GOOD["blackswan"], "box": "100,80,300,200"}) + "\n")
+    assert run_cli(capsys, "batch", manifest, "--out", out, *BACKEND)[0] == 0
+    report = summary(out)
+    assert (report["done"], report["skipped"]) == (1, 0)  # a box added: segmented again, not skipped
+    assert report["results"][0]["request"]["boxes"] == ["100,80,300,200"]
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "batch.json").write_text('{"my": "notes"}')
+    code, _, err = run_cli(capsys, "batch", manifest, "--out", theirs, *BACKEND)
+    assert code == 2 and "not a summary that rvos batch wrote" in err and len(err.strip().splitlines()) == 1
+    assert (theirs / "batch.json").read_text() == '{"my": "notes"}' and sorted(p.name for p in theirs.iterdir()) == ["batch.json"]

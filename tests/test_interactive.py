@@ -34,7 +34,7 @@ def test_negative_clicks_on_libby_take_out_what_they_mark_and_change_only_the_fr
     at least 30 % of the mask is off the dog, a user clicks "not this" on the largest wrongly covered region
     (four such frames spread over them, each a fresh trial on the same first answer). The clicked pixel
     leaves the mask on its frame, and no frame outside the correction's window changes. That J rises is not
-    claimed: on this video it falls on the frames re-tracked (the changes this prints are in the README)."""
+    claimed: on this video it falls on the frames re-tracked (the changes this prints are in docs/agent.md)."""
     truth = ground_truth(refdavis, "libby")
     session = lite_assistant.open(refdavis / "JPEGImages" / "libby", progress=False)
     first = session.ask("a dog running", mode="direct")

@@ -44,8 +44,7 @@ def test_no_prompt_strings_in_the_sa2va_grounder():
 def test_a_checkout_reads_its_own_prompts_folder():
     """From a checkout (plain or `pip install -e`), editing prompts/ takes effect: no copy stands in between."""
     assert prompts_folder({}) == ROOT / "prompts"
-    if not os.environ.get(OVERRIDE_VARIABLE):
-        assert PROMPTS_DIR == ROOT / "prompts"
+    assert PROMPTS_DIR == prompts_folder(os.environ)  # what the package reads: the checkout's, or the override
 
 
 def test_the_override_variable_names_the_folder(tmp_path):

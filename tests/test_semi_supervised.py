@@ -11,7 +11,7 @@ from agent.evaluation.metrics import contour_accuracy
 from agent.visual_syntax import command_line_prompts, parse_point
 from agent.writers import read_palette_png, save_palette_png
 
-# What the README ("Measured") claims for `rvos eval refdavis-mini3 --protocol semi --backend lite`, measured
+# What the README ("Measured") and docs/backends.md (per video) claim for `rvos eval refdavis-mini3 --protocol semi --backend lite`, measured
 # on an AMD EPYC. Run again on an Intel Xeon with AMX (2026-12-01): blackswan 0.7205, car-shadow 0.9494, libby
 # 0.6844, overall J 0.7580, F 0.8115, J&F 0.7848: the same to the third decimal. The margin covers that rounding
 # and another CPU's float differences, far less than a change to the rules moves a video.
@@ -88,7 +88,7 @@ def test_segment_from_the_first_frames_annotation_tracks_the_object(capsys, tmp_
 def test_eval_semi_protocol_scores_what_the_readme_claims(capsys, tmp_path, refdavis):
     """`--protocol semi` on the three shared videos: the first annotation in, palette predictions out, scored
     without the first and last frame; J checked against J computed here from the predictions, and J&F per
-    video and overall against the README's numbers."""
+    video and overall against the numbers the README and docs/backends.md give."""
     code, stdout, _ = run_cli(capsys, "eval", refdavis, "--protocol", "semi", "--backend", "lite", "--out", tmp_path / "eval")
     assert code == 0 and "DAVIS semi-supervised" in stdout
     report = json.loads((tmp_path / "eval" / "report.json").read_text())

@@ -32,12 +32,16 @@ def get_spec(name: str) -> BackendSpec:
         raise UserError(f"unknown backend {name!r}; choose one of: {', '.join(_BACKENDS)} (see `rvos backends`)") from None
 
 
-def resolve_spec(name: str = "auto", model: str | None = None) -> BackendSpec:
-    """The backend `name` stands for (`auto`: the first that can run here), refused when it cannot run."""
+def resolve_spec(name: str = "auto", model: str | None = None, device: str = "auto") -> BackendSpec:
+    """The backend `name` stands for (`auto`: the first that can run here, on `device` when one is named),
+    refused when it cannot run."""
     if name == "auto":
         reasons = []
+        kind = device.partition(":")[0]
         for spec in _BACKENDS.values():
-            reason = spec.unavailable_reason(model)
+            devices = tuple(getattr(spec, "devices", DEVICE_KINDS))
+            reason = spec.unavailable_reason(model) if device == "auto" or kind not in DEVICE_KINDS or kind in devices \
+                else f"runs on {' or '.join(devices)} only, not {device}"
             if reason is None:
                 return spec
             reasons.append(f"{spec.name}: {reason}")
@@ -102,7 +106,7 @@ def _honoured(spec: BackendSpec, option: str) -> bool:
 
 def check_backend(name: str = "auto", model: str | None = None, device: str = "auto", **options: Any) -> tuple[BackendSpec, str]:
     """The spec `name` stands for and the device to load on, once every check that needs no model has passed."""
-    spec = resolve_spec(name, model)
+    spec = resolve_spec(name, model, device)
     return spec, check_options(spec, device, auto=name == "auto", **options)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from agent.batch.manifest import BatchItem
 from agent.batch.work import BatchJob, one_line, run_item
+from agent.distributed import connect, worker_pool
 from agent.errors import UserError
 
 
@@ -30,38 +31,19 @@ class BatchWorker:
         return run_item(self.backend, item, Path(self.job.out), self.job.overlay, progress=False)
 
 
-def _connect(address: str) -> bool:
-    """Join the Ray cluster at `address` (auto: a running one, else one started here); False when this process
-    already had Ray (a notebook's, a test's), which is then left running."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    try:
-        if address == "auto":
-            try:
-                ray.init(address="auto", log_to_driver=False)
-            except ConnectionError:  # no cluster running: start one on this machine
-                ray.init(include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
-    except ConnectionError as exc:
-        raise UserError(f"cannot reach the Ray cluster at {address}: {exc}; start it or use --ray auto") from None
-    return True
-
-
 def run_on_ray(job: BatchJob, todo: list[BatchItem], address: str, workers: int | None, finished) -> None:
     try:
         import ray
     except ImportError:
         raise UserError("--ray needs Ray: pip install 'rvos-agent[ray]'") from None
-    connected = _connect(address)
+    connected = connect(address)
     try:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        count = max(1, min(workers or gpus or 2, len(todo)))
-        remote = ray.remote(num_gpus=1)(BatchWorker) if gpus else ray.remote(num_cpus=1)(BatchWorker)
+        remote, count = worker_pool(BatchWorker, workers, len(todo))
         idle = [remote.remote(job) for _ in range(count)]
-        error = next((e for e in ray.get([actor.ready.remote() for actor in idle]) if e), None)
+        try:
+            error = next((e for e in ray.get([actor.ready.remote() for actor in idle]) if e), None)
+        except ray.exceptions.RayError as exc:  # a worker died while loading (out of memory, a crash)
+            error = f"it died ({one_line(exc)[:300]})"
         if error:
             raise UserError(f"a Ray worker could not load the backend: {error}")
         queue, running = list(todo), {}

@@ -20,6 +20,37 @@ def _write_summary(path: Path, summary: dict) -> None:
     os.replace(tmp, path)
 
 
+def _earlier_requests(path: Path) -> dict[str, dict]:
+    """Each item's request as an earlier run recorded it in `DIR/batch.json` (none yet: empty); a batch.json
+    that this command did not write is refused, never replaced."""
+    if not path.exists():
+        return {}
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        results = earlier["results"] if isinstance(earlier, dict) and "items" in earlier else None
+    except (OSError, ValueError, KeyError):
+        results = None
+    if not isinstance(results, list) or not all(isinstance(r, dict) and "name" in r for r in results):
+        raise UserError(f"{path} is not a summary that rvos batch wrote; choose another --out (it is left as it is)")
+    return {r["name"]: r.get("request") for r in results}
+
+
+def _request(job: BatchJob, item: BatchItem) -> dict:
+    """What shapes an item's output: a re-run skips the item only when this is unchanged (a mask file by content)."""
+    from agent.downloads import sha256
+
+    def mask_digest(spec: str) -> str:
+        file = spec.rsplit("@", 1)[0]
+        try:
+            return sha256(Path(file))
+        except OSError:
+            return "missing"  # the item fails when it runs, and so is never skipped
+
+    return {"video": item.video, "instruction": item.instruction, "masks": [[m, mask_digest(m)] for m in item.masks],
+            "boxes": list(item.boxes), "points": list(item.points), "backend": job.backend, "model": job.model,
+            "device": job.device, "options": {k: str(v) for k, v in sorted(job.backend_options.items())}, "overlay": job.overlay}
+
+
 def run_batch(job: BatchJob, items: list[BatchItem], source: str = "", ray_address: str | None = None,
               workers: int | None = None, progress: bool = True, backend=None) -> dict:
     """Every unfinished item, locally (`backend`, or one loaded from `job`) or on Ray; returns the summary that
@@ -32,8 +63,13 @@ def run_batch(job: BatchJob, items: list[BatchItem], source: str = "", ray_addre
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot write to {out}: {exc.strerror}; choose a writable --out") from None
+    earlier = _earlier_requests(out / SUMMARY_FILE)
+    requests = {item.name: _request(job, item) for item in items}
+    # an item's request is recorded once its output is whole, so an interrupted run never vouches for an older output
+    skip = {item.name for item in items if earlier.get(item.name) == requests[item.name] and is_finished(out / item.name, item)}
     results = {item.name: {"name": item.name, "line": item.line, "video": item.video, "instruction": item.instruction,
-                           "status": "skipped" if is_finished(out / item.name, item) else "pending"} for item in items}
+                           "request": requests[item.name] if item.name in skip else None,
+                           "status": "skipped" if item.name in skip else "pending"} for item in items}
     todo = [item for item in items if results[item.name]["status"] == "pending"]
 
     def summary() -> dict:
@@ -44,6 +80,8 @@ def run_batch(job: BatchJob, items: list[BatchItem], source: str = "", ray_addre
 
     def finished(item: BatchItem, outcome: dict) -> None:
         results[item.name].update(outcome)
+        if outcome.get("status") == "done":
+            results[item.name]["request"] = requests[item.name]
         _write_summary(out / SUMMARY_FILE, summary())
         bar.update()
 

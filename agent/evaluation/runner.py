@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from agent.errors import UserError
 from agent.evaluation.datasets import Dataset, Expression, read_dataset
-from agent.evaluation.distributed import run_on_ray
+from agent.distributed import run_on_ray
 from agent.evaluation.scoring import FrameScorer
 from agent.video.keyframes import select_keyframes
 from agent.video.source import VideoSource

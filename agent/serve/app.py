@@ -116,11 +116,14 @@ class App:
         choices = [("new object", NEW_OBJECT)] + [(f"#{i} {o.description}", str(i)) for i, o in sorted(objects.items())]
         if target not in {value for _, value in choices}:
             target = NEW_OBJECT
+        overlay = ws.overlay
+        if overlay is not None and not overlay.exists():  # gradio's cache sweep removed it: write it again
+            overlay = ws.render()
         return (
             ws,
             status,
             ws.messages,
-            str(ws.overlay) if ws.overlay else None,
+            str(overlay) if overlay else None,
             str(ws.frame_file(frame)) if session else None,
             gr.Slider(minimum=0, maximum=max(frames - 1, 1), value=frame, step=1, interactive=session is not None),
             objects_html(objects),
@@ -301,7 +304,7 @@ def build_app(app: App, concurrency: int) -> gr.Blocks:
         slider.change(app.show_frame, [state, slider], frame_image, api_visibility="private", trigger_mode="always_last", **quick)
         stop_button.click(app.stop, [state], status, api_name="stop", **quick)
         # Built when asked for, then handed to the browser as the hidden button's file (as if it were clicked).
-        download.click(_guarded(app.download, 3), [state], [state, status, download_file], api_name="download", **work).success(
+        download.click(_guarded(app.download, 3, cleared=(2,)), [state], [state, status, download_file], api_name="download", **work).success(
             None, None, None, js="() => document.getElementById('download-file')?.click()")
         page.load(app.greet, None, status, api_visibility="private", **quick)
         page.unload(app.closed)

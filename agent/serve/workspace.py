@@ -6,6 +6,7 @@ page shows, the last few frame views, and the download only once it is asked for
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -75,7 +76,7 @@ class Workspace:
         self._version = 0  # bumped by every change (a rename too)
         self._overlay_version = -1
         self._download: tuple[int, Path] | None = None
-        self._files = 0
+        self._names = itertools.count(1)  # numbered file names: next() is atomic, handlers run in threads
 
     @property
     def closed(self) -> bool:
@@ -251,8 +252,7 @@ class Workspace:
         """`frame_image` as a file in the workspace (served from here, not copied); only the last few are kept."""
         views = self.folder / "views"
         views.mkdir(exist_ok=True)
-        self._files += 1
-        path = views / f"frame-{self._files:06d}.jpg"
+        path = views / f"frame-{next(self._names):06d}.jpg"
         self.frame_image(frame).save(path, quality=90)
         for old in sorted(views.glob("frame-*.jpg"))[:-FRAME_VIEWS_KEPT]:
             old.unlink(missing_ok=True)
@@ -262,8 +262,7 @@ class Workspace:
         """A new folder for this kind of output; the previous one is removed."""
         for old in self.folder.glob(f"{kind}-*"):
             shutil.rmtree(old, ignore_errors=True)
-        self._files += 1
-        folder = self.folder / f"{kind}-{self._files}"
+        folder = self.folder / f"{kind}-{next(self._names)}"
         folder.mkdir()
         return folder
 
