@@ -14,7 +14,10 @@ from agent.errors import UserError
 def connect(address: str) -> bool:
     """Join the Ray cluster at `address` (auto: a running one, else one started here); False when this process
     already had Ray (a notebook's, a test's), which the caller then leaves running."""
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--ray needs Ray: pip install 'rvos-agent[ray]'") from None
 
     if ray.is_initialized():
         return False
@@ -49,12 +52,10 @@ def worker_pool(worker: type, workers: int | None, items: int):
 
 def run_on_ray(worker: type, worker_args: tuple, items: list, address: str, workers: int | None, bar) -> None:
     """`worker(*worker_args).run(item)` for every item, on a pool of Ray actors; `bar` ticks once per item."""
-    try:
-        import ray
-        from ray.util import ActorPool
-    except ImportError:
-        raise UserError("--ray needs Ray: pip install 'rvos-agent[ray]'") from None
-    connected = connect(address)
+    connected = connect(address)  # first: it says how to get Ray when it is missing
+    import ray
+    from ray.util import ActorPool
+
     try:
         remote, count = worker_pool(worker, workers, len(items))
         pool = ActorPool([remote.remote(*worker_args) for _ in range(count)])

@@ -90,7 +90,7 @@ class Session:
 
     def provenance(self) -> dict[str, Any]:
         """What a saved reply records so it can be reproduced: the backend's provenance and the planner's settings."""
-        planner = None if self.planner is None else {k: v for k, v in vars(self.planner).items() if k != "http_client"}
+        planner = None if self.planner is None else self.planner.settings()
         return self.backend.provenance() | {"planner": planner}
 
     def _tracked(self, frames: Iterator[FrameMasks], total: int, what: str) -> Iterator[FrameMasks]:

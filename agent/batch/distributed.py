@@ -32,11 +32,9 @@ class BatchWorker:
 
 
 def run_on_ray(job: BatchJob, todo: list[BatchItem], address: str, workers: int | None, finished) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise UserError("--ray needs Ray: pip install 'rvos-agent[ray]'") from None
-    connected = connect(address)
+    connected = connect(address)  # first: it says how to get Ray when it is missing
+    import ray
+
     try:
         remote, count = worker_pool(BatchWorker, workers, len(todo))
         idle = [remote.remote(job) for _ in range(count)]

@@ -32,7 +32,7 @@ def provenance(out: Path, job) -> dict:
     planner = getattr(job, "planner", None)
     record = {"rvos_agent": __version__, "backend": job.backend, "model": job.model, "device": job.device,
               "options": {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in (job.backend_options or {}).items()},
-              "planner": None if planner is None else {k: v for k, v in vars(planner).items() if k != "http_client"}}
+              "planner": None if planner is None else planner.settings()}
     path = out / PROVENANCE
     if path.is_file():
         record |= json.loads(path.read_text())

@@ -41,6 +41,10 @@ class PlannerConfig:
             raise UserError("the planner needs --planner-max-calls ≥ 2 (a find and an ending), --planner-max-seconds > 0")
         return self
 
+    def settings(self) -> dict:
+        """What result.json and report.json record of the planner (never the key, which is not kept here)."""
+        return {k: v for k, v in vars(self).items() if k != "http_client"}
+
     @staticmethod
     def api_key() -> str:
         """The key from the environment; local servers take any."""
