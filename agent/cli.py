@@ -43,6 +43,34 @@ def _add_planner_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--planner-candidates", type=int, help="most candidates one find returns (default 5)")
 
 
+def _add_mode_option(parser: argparse.ArgumentParser) -> None:
+    from agent.pipeline import MODES
+
+    # no argparse default: `--protocol semi` refuses a mode given; every door's default is agent.pipeline.DEFAULT_MODE
+    parser.add_argument("--mode", choices=MODES, help="how the words are answered: auto (default: direct, reasoning when "
+                        "verification fails; with --planner: the planner), direct, reasoning or planner")
+
+
+def _add_feature_cache_option(parser: argparse.ArgumentParser) -> None:
+    from agent.tracker.feature_cache import DEFAULT_FEATURE_CACHE_MB
+
+    parser.add_argument("--feature-cache-mb", type=float, default=DEFAULT_FEATURE_CACHE_MB, metavar="MB",
+                        help=f"per session: MB of frames' image features kept, so a correction re-encodes only frames it had not "
+                             f"seen (default {DEFAULT_FEATURE_CACHE_MB:g}; 0: none)")
+
+
+def _mode(args: argparse.Namespace, planner, switchable: bool = False) -> str:
+    """The mode asked for (default: the one every door has); `switchable`: the door can change mode later (chat)."""
+    from agent.pipeline import DEFAULT_MODE
+
+    mode = args.mode or DEFAULT_MODE
+    if mode == "planner" and planner is None:
+        raise UserError("--mode planner needs a planner: add --planner URL --planner-model NAME, or use another --mode")
+    if planner is not None and mode in ("direct", "reasoning") and not switchable:
+        raise UserError(f"--mode {mode} does not ask the planner: drop --planner, or use --mode auto or planner")
+    return mode
+
+
 PLANNER_OPTIONS = {"planner_model": "model", "planner_protocol": "protocol", "planner_max_calls": "max_calls",
                    "planner_max_seconds": "max_seconds", "planner_retries": "retries", "planner_candidates": "candidates"}
 
@@ -75,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--point", action="append", default=[], metavar="X,Y[,+|-][@FRAME]",
                      help="a click on (+, default) or off (-) the object; the clicks are one object, the box's when there is one box (repeatable)")
     _add_backend_options(seg)
+    _add_planner_options(seg)
+    _add_mode_option(seg)
     seg.add_argument("--answer", help="force the model's answer (teacher forcing), e.g. 'Sure, [SEG].'")
     seg.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     seg.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
@@ -84,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("video", help="video file, folder of frames, or image")
     _add_backend_options(chat)
     _add_planner_options(chat)
-    chat.add_argument("--mode", choices=["auto", "direct", "reasoning", "planner"], default="auto",
-                      help="how instructions are answered (auto with --planner: planner)")
+    _add_mode_option(chat)
+    _add_feature_cache_option(chat)
     chat.add_argument("--answer", help=argparse.SUPPRESS)
     chat.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -105,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", required=True, help="evaluation folder (re-run the same command to resume)")
     _add_backend_options(evaluate)
     _add_planner_options(evaluate)
+    _add_mode_option(evaluate)
     evaluate.add_argument("--answer", help="force the model's answer (teacher forcing)")
     evaluate.add_argument("--ray", metavar="auto|ADDRESS", help="distribute videos over a Ray cluster (auto: running one, else local)")
     evaluate.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else 2)")
@@ -136,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_planner_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --auth)")
     serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    serve.add_argument("--concurrency", type=int, default=2, help="jobs in progress at a time; the model itself runs one at a time (default 2)")
+    serve.add_argument("--concurrency", type=int, default=2, help="jobs in progress at a time (default 2); on lite they run at once on the "
+                       "one loaded model, on SAM 2 backends one at a time")
+    _add_feature_cache_option(serve)
     serve.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this login (or set $RVOS_SERVE_AUTH)")
     serve.add_argument("--max-upload-mb", type=float, default=200, help="largest upload in MB (default 200)")
     serve.add_argument("--max-frames", type=int, default=3000, help="longest video in frames (default 3000)")
@@ -176,7 +209,7 @@ def _checked_backend(args: argparse.Namespace) -> tuple[str, str]:
 def _segment(args: argparse.Namespace) -> int:
     from agent.backends import load_backend
     from agent.visual_syntax import command_line_prompts
-    from agent.pipeline import check_instruction, segment
+    from agent.pipeline import Request, check_instruction, segment
     from agent.video.source import VideoSource
     from agent.writers.output import check_output_folder
 
@@ -185,14 +218,18 @@ def _segment(args: argparse.Namespace) -> int:
         raise UserError('say what to segment: an instruction ("the dog on the left") or a visual prompt (--mask, --box, --point)')
     if args.instruction is not None:
         check_instruction(args.instruction)
+    planner = _planner(args)
+    mode = _mode(args, planner)
     source = VideoSource.open(args.video)
     prompts = command_line_prompts(len(source), source.size, args.point, args.box, args.mask)
+    Request(args.instruction, tuple(prompts), mode)  # refuses what the mode cannot take
     check_output_folder(Path(args.out), args.overwrite)
     name, device = _checked_backend(args)
     backend = load_backend(name, args.model, device, **_backend_options(args))
-    run = segment(source, args.instruction, backend, args.out, overwrite=args.overwrite, overlay=not args.no_overlay, prompts=prompts)
-    print(f"answer: {run.grounding.answer}")
-    print(f"objects: {len(run.grounding.objects)}  frames: {len(source)}  backend: {backend.name} ({backend.model})")
+    run = segment(source, args.instruction, backend, args.out, mode=mode, planner=planner, prompts=prompts, overwrite=args.overwrite,
+                  overlay=not args.no_overlay)
+    print(f"answer: {run.answer}")
+    print(f"objects: {len(run.reply.objects)}  frames: {len(source)}  backend: {backend.name} ({backend.model})  mode: {run.reply.mode}")
     print(f"masks:   {run.out / 'masks'}")
     print(f"result:  {run.out / 'result.json'}")
     if not args.no_overlay:
@@ -207,11 +244,12 @@ def _chat(args: argparse.Namespace) -> int:
 
     video = VideoSource.open(args.video)  # bad input fails before a model loads
     planner = _planner(args)
-    if args.mode == "planner" and planner is None:
-        raise UserError("--mode planner needs a planner: add --planner URL --planner-model NAME, or use another --mode")
+    mode = _mode(args, planner, switchable=True)
+    if args.feature_cache_mb < 0:
+        raise UserError("--feature-cache-mb must be 0 (no cache) or more")
     name, device = _checked_backend(args)
     assistant = Assistant.load(name, args.model, device, planner=planner, **_backend_options(args))
-    return run_chat(assistant.open(video), mode=args.mode)
+    return run_chat(assistant.open(video, feature_cache_mb=args.feature_cache_mb), mode=mode)
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -260,10 +298,12 @@ def _eval(args: argparse.Namespace) -> int:
 
         check_semi_options(planner=args.planner, split=args.split, dataset=None if args.dataset in (None, "generic") else args.dataset,
                            ray=args.ray, workers=args.workers, answer=args.answer, keyframes=args.keyframes,
-                           keyframe_strategy=args.keyframe_strategy)
+                           keyframe_strategy=args.keyframe_strategy, mode=args.mode)
     name, _ = _checked_backend(args)
     # the device as asked: Ray workers resolve `auto` on their own machines
-    job = EvalJob(args.root, args.dataset or "generic", args.split, name, args.out, args.model, args.device, _backend_options(args), planner)
+    mode = _mode(args, planner)
+    job = EvalJob(args.root, args.dataset or "generic", args.split, name, args.out, args.model, args.device, _backend_options(args), planner,
+                  mode)
     if args.protocol == "semi":
         from agent.evaluation.semi import run_semi_supervised
 
@@ -324,7 +364,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     limits = Limits(max_upload_mb=args.max_upload_mb, max_frames=args.max_frames, max_side=args.max_side)
     options = ServeOptions(args.backend, args.model, args.device, args.host, args.port, args.concurrency, args.auth, limits,
-                           args.idle_minutes, args.examples, _planner(args), max_sessions=args.max_sessions)
+                           args.idle_minutes, args.examples, _planner(args), max_sessions=args.max_sessions,
+                           feature_cache_mb=args.feature_cache_mb)
     serve(options, _backend_options(args))
     return 0
 

@@ -57,20 +57,20 @@ def command_line_prompts(num_frames: int, size: tuple[int, int], points: Sequenc
         check_frame(frame, num_frames)
         for file_id, mask in sorted(read_mask_file(path).items()):
             object_id = mask_ids.setdefault(file_id, first_id + len(mask_ids))
-            prompts.append(ObjectPrompt(object_id, frame, mask=check_mask(mask, size)))
+            prompts.append(ObjectPrompt(object_id, frame, mask=check_mask(mask, size), source="person"))
     next_id = first_id + len(mask_ids)
     by_frame: dict[tuple[int, int], ObjectPrompt] = {}
     for text in boxes:
         frame, box = parse_box(text)
         check_frame(frame, num_frames)
-        by_frame[(next_id, frame)] = ObjectPrompt(next_id, frame, box=check_box(box, size))
+        by_frame[(next_id, frame)] = ObjectPrompt(next_id, frame, box=check_box(box, size), source="person")
         next_id += 1
     clicked = next_id - 1 if len(boxes) == 1 else next_id
     for text in points:
         frame, point, label = parse_point(text)
         check_frame(frame, num_frames)
         check_points([point], [label], size)
-        prompt = by_frame.setdefault((clicked, frame), ObjectPrompt(clicked, frame))
+        prompt = by_frame.setdefault((clicked, frame), ObjectPrompt(clicked, frame, source="person"))
         prompt.points = [*(prompt.points or []), point]
         prompt.point_labels = [*(prompt.point_labels or []), label]
     for prompt in by_frame.values():

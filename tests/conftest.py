@@ -77,10 +77,10 @@ def qwen25_fixture() -> Path:
 
 @pytest.fixture(scope="session")
 def lite_backend():
-    """The lite backend, loaded once per session. Its tracker keeps per-call caches on itself (statistics, the
-    last detections, minisam's recent frames; issue 26 moves them into a per-video state), each keyed by the
-    video and frame it belongs to, so one test's run does not change another's result; a test that changes a
-    setting builds its own tracker from these parts."""
+    """The lite backend, loaded once per session. Its tracker keeps a call's state in that call (a
+    `LiteTrackState`; minisam's memo of recent embeddings is per thread and keyed by the image), so one
+    test's run does not change another's result; a test that changes a setting builds its own tracker
+    from these parts."""
     from agent.backends.lite import weights
     from agent.backends.lite.spec import load_lite
 

@@ -34,7 +34,7 @@ class ScriptedGrounder:
 
 
 class SquareTracker:
-    def track(self, video, prompts, keyframes):
+    def track(self, video, prompts, keyframes, **_):
         w, h = video.size
         for t in range(len(video)):
             mask = np.zeros((h, w), bool)

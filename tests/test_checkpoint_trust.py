@@ -46,7 +46,7 @@ def copy_payload(folder: Path, marker: Path) -> dict:
 
 def segment(capsys, fixture: Path, model: Path, out: Path, *extra):
     return run_cli(capsys, "segment", fixture / "inputs", "the red square", "--out", out, "--backend", "sa2va",
-                   "--model", model, "--answer", "Sure, [SEG].", "--no-overlay", *extra)
+                   "--model", model, "--answer", "Sure, [SEG].", "--mode", "direct", "--no-overlay", *extra)
 
 
 def assert_refused(code: int, err: str, out: Path, marker: Path, *words: str) -> None:

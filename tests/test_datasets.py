@@ -11,7 +11,7 @@ from agent.evaluation.datasets import read_dataset
 from agent.evaluation.metrics import region_similarity
 from agent.evaluation.runner import EvalJob, run_evaluation
 from agent.writers.palette import read_palette_png, save_palette_png
-from agent.writers.rle import encode_rle
+from agent.masks import encode_rle
 
 H, W, N = 12, 16, 4
 
@@ -161,7 +161,7 @@ def fixture_backend(qwen25_fixture):
 def test_eval_on_each_layout(tmp_path, name, fixture_backend):
     root = build(tmp_path, name)
     out = tmp_path / "eval"
-    job = EvalJob(str(root), name, None, "sa2va", str(out))
+    job = EvalJob(str(root), name, None, "sa2va", str(out), mode="direct")
     report = run_evaluation(job, progress=False, backend=fixture_backend)
     dataset = read_dataset(root, name)
     assert report["expressions_done"] == report["expressions_total"] == len(dataset.expressions)

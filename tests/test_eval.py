@@ -18,7 +18,7 @@ def eval_command(root, out, fixture, *extra):
     return [
         sys.executable, "-m", "agent", "eval", str(root), "--out", str(out), "--backend", "sa2va",
         "--model", str(fixture / "checkpoint"), "--sam2-config", str(fixture / "sam2_tiny_test.yaml"),
-        "--answer", "Sure, [SEG].", *extra,
+        "--answer", "Sure, [SEG].", "--mode", "direct", *extra,
     ]
 
 

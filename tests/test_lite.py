@@ -145,7 +145,8 @@ def test_a_mask_does_not_grow_into_what_moves_with_the_object(lite, davis16):
     """mallard-water: the ripples move with the duck, and the flow carries the mask into them; a refresh that
     would grow the mask past the object's size segments in its rigidly carried box instead. The yardstick is
     the same tracker without that check, on the same machine."""
-    from agent.backends.lite.tracker import LiteTracker, mask_iou
+    from agent.backends.lite.tracker import LiteTracker
+    from agent.masks import mask_iou
     from agent.evaluation.semi import first_annotation
     from agent.video.source import VideoSource
 
@@ -180,7 +181,7 @@ def test_a_poor_first_detection_does_not_set_the_mask(lite, davis16):
     the yardstick is the same prompts started from the first detection, on the same machine."""
     from dataclasses import replace
 
-    from agent.backends.lite.tracker import mask_iou
+    from agent.masks import mask_iou
     from agent.video.keyframes import select_keyframes
     from agent.video.source import VideoSource
 
@@ -202,7 +203,8 @@ def test_a_mask_whose_size_drifts_is_refreshed(lite, refdavis, monkeypatch):
     """car-shadow: between refreshes the flow carries the car's mask off its outline. A refresh also when the
     mask's size has changed by the motion budget keeps the worst frame closer to the truth; the yardstick is
     the same tracker without that trigger, on the same machine."""
-    from agent.backends.lite.tracker import LiteTracker, mask_iou
+    from agent.backends.lite.tracker import LiteTracker
+    from agent.masks import mask_iou
     from agent.video.keyframes import select_keyframes
     from agent.video.source import VideoSource
 
@@ -262,7 +264,8 @@ def test_a_mask_carried_off_the_object_is_replaced_where_the_classifier_finds_it
     """libby: the dog runs behind a trunk while the camera pans, and the flow leaves its mask on the trunk.
     Checked by the classifier, the mask is moved back to the dog once it comes out; the yardstick is the
     same tracker without the classifier, on the same machine, from the same true mask on frame 28."""
-    from agent.backends.lite.tracker import LiteTracker, mask_iou
+    from agent.backends.lite.tracker import LiteTracker
+    from agent.masks import mask_iou
     from agent.evaluation.semi import first_annotation
     from agent.video.source import VideoSource
 
@@ -273,8 +276,9 @@ def test_a_mask_carried_off_the_object_is_replaced_where_the_classifier_finds_it
 
     def late_iou(identifier):
         tracker = LiteTracker(lite.tracker.segmenter, lite.tracker.detector, identifier=identifier)
-        ious = [mask_iou(frame.masks[1], truth[frame.frame_index]) for frame in tracker.track(video, prompts, {})]
-        return np.mean(ious[len(ious) // 2:]), tracker.stats["recognitions"]
+        state = tracker.init_state()  # the call's own counters
+        ious = [mask_iou(frame.masks[1], truth[frame.frame_index]) for frame in tracker.track(video, prompts, {}, state=state)]
+        return np.mean(ious[len(ious) // 2:]), state.stats["recognitions"]
 
     (checked, recognitions), (unchecked, _) = late_iou(lite.tracker.identifier), late_iou(None)
     assert recognitions > 0 and checked > unchecked + 0.2, (checked, unchecked)

@@ -103,7 +103,7 @@ def test_motion_aware_from_the_command_line(qwen25_fixture, tmp_path):
 
     base = [sys.executable, "-m", "agent", "segment", str(qwen25_fixture / "inputs"), "the red square", "--motion-aware"]
     done = subprocess.run(base + ["--out", str(tmp_path / "a"), "--backend", "sa2va", "--model", str(qwen25_fixture / "checkpoint"),
-                                  "--sam2-config", str(qwen25_fixture / "sam2_tiny_test.yaml"), "--answer", "Sure, [SEG]."],
+                                  "--sam2-config", str(qwen25_fixture / "sam2_tiny_test.yaml"), "--answer", "Sure, [SEG].", "--mode", "direct"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(json.loads((tmp_path / "a" / "result.json").read_text())["frames"]) == 8

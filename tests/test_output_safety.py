@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agent.assistant.chat import run_chat
-from agent.assistant.reply import Reply
+from agent.reply import Reply
 from agent.errors import UserError
 from agent.video import VideoSource
 from agent.writers import SegmentationWriter

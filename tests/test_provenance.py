@@ -22,7 +22,7 @@ def test_segment_result_records_the_version_backend_and_every_setting_used(qwen2
     out = tmp_path / "out"
     code, _, stderr = run_cli(capsys, "segment", qwen25_fixture / "inputs", "the red square", "--out", out, "--backend", "sa2va",
                               "--model", qwen25_fixture / "checkpoint", "--sam2-config", qwen25_fixture / "sam2_tiny_test.yaml",
-                              "--answer", "Sure, [SEG].", "--keyframes", "3", "--keyframe-strategy", "first", "--no-overlay")
+                              "--answer", "Sure, [SEG].", "--mode", "direct", "--keyframes", "3", "--keyframe-strategy", "first", "--no-overlay")
     assert code == 0, stderr
     result = json.loads((out / "result.json").read_text())
     assert result["rvos_agent"] == __version__ and result["backend"] == "sa2va" and result["device"] == "cpu"
@@ -44,7 +44,7 @@ class OneSquare:
 class GivenMasks:
     """Each prompt's mask (or a fixed square) on every frame."""
 
-    def track(self, video, prompts, keyframes):
+    def track(self, video, prompts, keyframes, **_):
         w, h = video.size
         square = np.zeros((h, w), bool)
         square[2:6, 2:6] = True

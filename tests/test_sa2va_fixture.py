@@ -152,10 +152,10 @@ def test_fixture_answer_without_seg_gives_text_and_empty_masks(backend, qwen25_f
     video = qwen25_fixture / "inputs"
     backend.grounder.teacher = {"segment": "There is no cat in this video."}
     try:
-        run = segment(video, "the cat", backend, tmp_path / "out", progress=False)
+        run = segment(video, "the cat", backend, tmp_path / "out", mode="direct", progress=False)
     finally:
         backend.grounder.teacher = {}
-    assert run.grounding.answer == "There is no cat in this video." and run.grounding.prompts == []
+    assert run.answer == "There is no cat in this video." and run.reply.prompts == []
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["objects"] == [] and len(result["frames"]) == 8
     assert all(not np.array(Image.open(p)).any() for p in (tmp_path / "out" / "masks").iterdir())
@@ -165,10 +165,10 @@ def segment_one_frame(backend, folder, out):
     """Frame 3 of the fixture as an image, answer forced; one keyframe, one prompted object."""
     backend.grounder.teacher = {"segment": "Sure, [SEG]."}
     try:
-        run = segment(folder / "inputs" / "00003.png", "the red square", backend, out, progress=False)
+        run = segment(folder / "inputs" / "00003.png", "the red square", backend, out, mode="direct", progress=False)
     finally:
         backend.grounder.teacher = {}
-    assert run.keyframes == [0] and len(run.grounding.prompts) == 1
+    assert run.keyframes == [0] and len(run.reply.prompts) == 1
     return run
 
 
@@ -190,7 +190,7 @@ def test_fixture_cli_on_a_real_video(qwen25_fixture, refdavis, tmp_path):
     cmd = [
         sys.executable, "-m", "agent", "segment", str(refdavis / "JPEGImages" / "car-shadow"), "a white car crossing a signal",
         "--out", str(out), "--backend", "sa2va", "--model", str(qwen25_fixture / "checkpoint"),
-        "--sam2-config", str(qwen25_fixture / "sam2_tiny_test.yaml"), "--answer", "Sure, [SEG].",
+        "--sam2-config", str(qwen25_fixture / "sam2_tiny_test.yaml"), "--answer", "Sure, [SEG].", "--mode", "direct",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -226,7 +226,7 @@ def test_fixture_rvos_segment_reproduces_official_masks(name, tmp_path, capsys):
     strategy = [] if "keyframe_indices" in run else ["--keyframe-strategy", "first"]  # Sa2VA-i: its own default
     code, out, err = run_cli(capsys, "segment", folder / "inputs", run["instruction"].replace("<image>", ""), "--out", tmp_path / "out",
                              "--backend", "sa2va", "--model", model, "--keyframes", 5, *strategy,
-                             "--answer", run["forced_answer"], "--no-overlay")
+                             "--answer", run["forced_answer"], "--mode", "direct", "--no-overlay")  # the official protocol
     assert code == 0, err
     assert json.loads((tmp_path / "out" / "result.json").read_text())["keyframes"] == run.get("keyframe_indices", [0, 1, 2, 3, 4])
     frames = json.loads((tmp_path / "out" / "result.json").read_text())["frames"]

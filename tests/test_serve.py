@@ -276,3 +276,52 @@ def test_an_internal_error_shows_no_traceback_and_no_server_path(lite_assistant,
     assert "cannot read video upload.mp4" in status and tempfile.gettempdir() + "/" not in status
     app.close_all()
     assert not ws.folder.exists()
+
+
+def overlapping_asks(app, clip, timeout):
+    """Two browser sessions ask at the same moment; each job, on its first tracked frame, waits (up to
+    `timeout` s) for the other to reach its own: only jobs that run at the same time both get through."""
+    both_tracking = threading.Barrier(2, timeout=timeout)
+    outcomes = {}
+
+    def waiting_for_the_other(done, total, what):
+        if done == 1 and what == "track":
+            both_tracking.wait()
+
+    def ask(name):
+        ws = Workspace(app.assistant, Limits(), app.model_lock)
+        ws.open_upload(clip)
+        try:
+            outcomes[name] = len(ws.ask("a black swan", "direct", waiting_for_the_other).objects)
+        except threading.BrokenBarrierError:
+            outcomes[name] = "serialised"
+        finally:
+            ws.close()
+
+    threads = [threading.Thread(target=ask, args=(name,)) for name in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_two_jobs_run_at_once_on_one_thread_safe_model(lite_assistant, short_clip):
+    """--concurrency 2 on the lite backend (its state lives in each call): two sessions' questions run on the
+    one loaded model at the same time; a backend that is not thread-safe keeps them one after the other."""
+    from agent.serve.app import App
+
+    assert lite_assistant.backend.thread_safe
+    app = App(lite_assistant, Limits(), {}, idle_seconds=60, max_sessions=2)
+    assert overlapping_asks(app, short_clip, timeout=300) == {"first": 1, "second": 1}
+
+
+def test_a_backend_that_is_not_thread_safe_runs_one_job_at_a_time(lite_assistant, short_clip, monkeypatch):
+    from agent.backends.lite.tracker import LiteTracker
+    from agent.serve.app import App
+
+    monkeypatch.setattr(LiteTracker, "thread_safe", False)
+    assert not lite_assistant.backend.thread_safe
+    app = App(lite_assistant, Limits(), {}, idle_seconds=60, max_sessions=2)
+    # the first job waits for a second that cannot start until it ends; then the second finds the wait given up
+    assert overlapping_asks(app, short_clip, timeout=5) == {"first": "serialised", "second": "serialised"}

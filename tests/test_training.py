@@ -138,7 +138,7 @@ def test_trained_checkpoint_runs_with_rvos_segment(tmp_path):
     video = generate(tmp_path / "video", 1, seed=9)
     frames = next((video / "JPEGImages").iterdir())
     cmd = [sys.executable, "-m", "agent", "segment", str(frames), "the red circle", "--out", str(tmp_path / "out"),
-           "--backend", "sa2va", "--model", str(result.checkpoint), "--answer", "Sure, [SEG]."]
+           "--backend", "sa2va", "--model", str(result.checkpoint), "--answer", "Sure, [SEG].", "--mode", "direct"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     saved = json.loads((tmp_path / "out" / "result.json").read_text())

@@ -123,7 +123,7 @@ def test_installed_rvos_segments_a_sa2va_checkpoint_from_outside_the_repository(
     run_json = json.loads((qwen25_fixture / "expected" / "one_object" / "run.json").read_text())
     done = run([rvos, "segment", qwen25_fixture / "inputs", "the red square", "--backend", "sa2va",
                 "--model", qwen25_fixture / "checkpoint", "--sam2-config", qwen25_fixture / "sam2_tiny_test.yaml",
-                "--answer", run_json["forced_answer"], "--device", "cpu", "--out", out],
+                "--answer", run_json["forced_answer"], "--mode", "direct", "--device", "cpu", "--out", out],
                cwd=tmp_path, env=outside_env(target))
     assert done.returncode == 0, done.stderr
     assert f"answer: {run_json['forced_answer']}" in done.stdout

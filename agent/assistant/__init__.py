@@ -1,6 +1,6 @@
 """The agent: sessions on a video, multi-turn, direct or reasoning, replies with lazy masks and a trace."""
 
-from agent.assistant.reply import Reply
+from agent.reply import Reply
 from agent.assistant.session import Assistant, Session
 from agent.trace import Step
 

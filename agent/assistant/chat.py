@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from agent.assistant.session import MODES, Session
+from agent.pipeline import DEFAULT_MODE
 from agent.errors import UserError
 from agent.visual_syntax import parse_box, parse_point
 
@@ -69,7 +70,7 @@ def _objects(reply) -> str:
     return ", ".join(f"#{i} {d}" for i, d in sorted(reply.objects.items())) or "no objects"
 
 
-def run_chat(session: Session, mode: str = "auto", lines=None, out=print) -> int:
+def run_chat(session: Session, mode: str = DEFAULT_MODE, lines=None, out=print) -> int:
     """Read turns from `lines` (default: standard input) until /quit or the end of input."""
     interactive = lines is None and sys.stdin.isatty()
     if interactive:

@@ -9,7 +9,7 @@ import numpy as np
 
 from agent.errors import UserError
 from agent.grounder.protocol import ObjectPrompt
-from agent.writers.rle import decode_rle
+from agent.masks import decode_rle, mask_iou
 
 
 @dataclass
@@ -70,9 +70,7 @@ class ObjectStore:
         agreement = []
         for t, rle in zip(frames, new):
             old = self.mask(object_id, t)
-            fresh = decode_rle(rle)
-            union = np.count_nonzero(old | fresh) if old is not None else 0
-            agreement.append(np.count_nonzero(old & fresh) / union if union else 0.0)
+            agreement.append(0.0 if old is None else mask_iou(old, decode_rle(rle)))
         switch = int(np.argmax(agreement)) if max(agreement, default=0.0) > 0 else len(new) // 2
         for t, rle in zip(frames[: switch + 1], new):
             self.frames[t][object_id] = rle

@@ -1,43 +1,33 @@
 """Talk to a backend about one video: `Assistant.load(...).open(video).ask("the dog on the left")`.
 
-Modes: `direct` grounds the instruction as written; `reasoning` lets the model think in text
-first, grounds the expression it settled on, shows it its own masked keyframes to verify, and
-retries with that feedback a bounded number of times; `auto` answers directly and switches to
-reasoning when the direct answer fails verification; `planner` hands the question to an outside
-multimodal LLM that calls the session's tools (`find`, then choose; see `agent.planner`), and is
-what `auto` means when the assistant has a planner. Every step lands in the reply's trace.
+A session is a conversation over the one path (`agent.pipeline`): each question is a `Request` the pipeline
+answers with the same defaults as every other door (mode `auto`: see `agent.pipeline` for the modes); the
+session adds what a conversation needs — the earlier turns as context, objects that keep their ids across
+turns, and a person's clicks, boxes and masks that correct an object by re-tracking only the frames they change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from agent.assistant.objects import ObjectStore, SessionObject
-from agent.assistant.reply import Reply
 from agent.backends.base import Backend
 from agent.errors import UserError
-from agent.grounder.protocol import Grounding, ObjectPrompt, Turn, Verdict
+from agent.grounder.protocol import ObjectPrompt, Turn
 from agent.grounder.visual import POSITIVE, check_box, check_frame, check_mask, check_points
-from agent.pipeline import check_instruction
-from agent.planner import PlannerClient, run_planner
-from agent.planner.candidates import Candidates, collect
+from agent.pipeline import DEFAULT_MODE, DEFAULT_RETRIES, MODES, Pipeline, Progress, Request, check_instruction
+from agent.planner.candidates import Candidates
+from agent.reply import Reply
+from agent.tracker.feature_cache import DEFAULT_FEATURE_CACHE_MB, FeatureCache
 from agent.trace import Step
-from agent.tracker.protocol import FrameMasks
-from agent.video.keyframes import select_keyframes
-from agent.video.source import VideoSource
-from agent.writers.overlay import draw_overlay
-from agent.writers.palette import label_map
-from agent.writers.rle import decode_rle, encode_rle
+from agent.masks import decode_rle, encode_rle, mask_iou
 
-# True: a progress bar (terminal or notebook); a callable: called with (frames done, frames in all, what)
-Progress = Union[bool, Callable[[int, int, str], None]]
+__all__ = ["MODES", "Assistant", "Session"]
 
-MODES = ("auto", "direct", "reasoning", "planner")
 SAME_OBJECT_IOU = 0.5  # mean keyframe IoU above which a new mask is an earlier turn's object
 MEET_IOU = 0.9  # a re-track going back towards an earlier prompt stops where it agrees this well with the old track
 
@@ -61,8 +51,9 @@ class Assistant:
 
     from_pretrained = load
 
-    def open(self, video: Any, keyframes: list[int] | None = None, progress: Progress = True) -> Session:
-        return Session(self.backend, video, keyframes, progress, self.planner)
+    def open(self, video: Any, keyframes: list[int] | None = None, progress: Progress = True,
+             feature_cache_mb: float = DEFAULT_FEATURE_CACHE_MB) -> Session:
+        return Session(self.backend, video, keyframes, progress, self.planner, feature_cache_mb)
 
 
 class Session:
@@ -70,17 +61,32 @@ class Session:
     clicks, boxes and masks mix freely, and a correction re-tracks only the frames it changes."""
 
     def __init__(self, backend: Backend, video: Any, keyframes: list[int] | None = None, progress: Progress = True,
-                 planner: Any = None):
-        self.backend = backend
-        self.planner = planner
-        self._planner_client = None
-        self.video = VideoSource.open(video)
-        self.keyframe_indices = select_keyframes(len(self.video), backend.keyframe_count, backend.keyframe_strategy, keyframes)
-        self.keyframes = self.video.read_many(self.keyframe_indices)  # decoded once for the whole session
-        self.progress = progress
-        self.history: list[Turn] = []
+                 planner: Any = None, feature_cache_mb: float = DEFAULT_FEATURE_CACHE_MB):
+        # a conversation sees its frames again (corrections, later questions): their image features are kept,
+        # bounded in bytes (0: none)
+        cache = FeatureCache.from_mb(feature_cache_mb) if feature_cache_mb > 0 else None
+        self.pipeline = Pipeline(backend, video, keyframes, progress, planner, feature_cache=cache)
+        self.backend, self.planner, self.video = backend, planner, self.pipeline.video
+        self.keyframe_indices, self.keyframes = self.pipeline.keyframe_indices, self.pipeline.keyframes
+        self.history: list[Turn] = self.pipeline.history  # one list: the pipeline grounds with the conversation's turns
         self.replies: list[Reply] = []
         self.objects = ObjectStore(len(self.video))
+
+    @property
+    def feature_cache(self) -> FeatureCache | None:
+        return self.pipeline.feature_cache
+
+    @feature_cache.setter
+    def feature_cache(self, cache: FeatureCache | None) -> None:
+        self.pipeline.feature_cache = cache
+
+    @property
+    def progress(self) -> Progress:
+        return self.pipeline.progress
+
+    @progress.setter
+    def progress(self, value: Progress) -> None:
+        self.pipeline.progress = value
 
     def reset(self) -> None:
         """Forget the conversation and the objects; the video stays open."""
@@ -89,28 +95,37 @@ class Session:
         self.objects = ObjectStore(len(self.video))
 
     def provenance(self) -> dict[str, Any]:
-        """What a saved reply records so it can be reproduced: the backend's provenance and the planner's settings."""
-        planner = None if self.planner is None else self.planner.settings()
-        return self.backend.provenance() | {"planner": planner}
+        return self.pipeline.provenance()
 
-    def _tracked(self, frames: Iterator[FrameMasks], total: int, what: str) -> Iterator[FrameMasks]:
-        """The tracker's frames, with progress shown as they come."""
-        report = self.progress if callable(self.progress) else None
-        bar = tqdm(total=total, unit="frame", desc=what, leave=False, disable=report is not None or not self.progress)
-        try:
-            for done, frame in enumerate(frames, 1):
-                bar.update()
-                if report:
-                    report(done, total, what)
-                yield frame
-        finally:  # also when the consumer stops early
-            bar.close()
+    # --- the API ---------------------------------------------------------------------------
+    def ask(self, question: str, mode: str = DEFAULT_MODE, max_retries: int = DEFAULT_RETRIES,
+            prompts: Sequence[ObjectPrompt] = ()) -> Reply:
+        """Ask about the video; follow-ups see the earlier turns. `prompts`: a person's masks, boxes or clicks, each
+        one more object tracked with what the words find (as `rvos segment --mask/--box/--point` does)."""
+        question = check_instruction(question)
+        reply = self.pipeline.run(Request(question, tuple(prompts), mode, max_retries))
+        self._match_earlier_objects(reply)
+        self._keep(reply)
+        self.history += [Turn("user", question), Turn("assistant", reply.answer)]
+        self.replies.append(reply)
+        return reply
 
-    # --- the steps -------------------------------------------------------------------------
-    def _stable_ids(self, keyframe_masks: dict[int, dict[int, np.ndarray]]) -> dict[int, int]:
-        """Backend object id → session id: the same object keeps its id across turns."""
+    def find(self, phrase: str, limit: int = 5) -> Candidates:
+        """Every candidate the backend sees for a short phrase (the planner's tool); nothing is kept until `choose`."""
+        return self.pipeline.find(phrase, limit)
+
+    def choose(self, question: str, answer: str, chosen: Sequence[tuple[Candidates, int]], trace: list[Step], mode: str = "planner") -> Reply:
+        return self.pipeline.choose(question, answer, chosen, trace, mode)
+
+    # --- a reply joins the conversation --------------------------------------------------------
+    def _match_earlier_objects(self, reply: Reply) -> None:
+        """The same object keeps its id across turns; a new one keeps the pipeline's number when no earlier object has
+        it (so a first turn is numbered exactly as `rvos segment` numbers it), else takes the next free one."""
+        if not reply.has_masks:
+            return
+        keyframe_masks = {t: reply.masks(t) for t in self.keyframe_indices}
         mapping, taken = {}, set()
-        for object_id in sorted({i for masks in keyframe_masks.values() for i in masks}):
+        for object_id in sorted(reply.objects):
             best, best_iou = None, SAME_OBJECT_IOU
             for known_id, known in self.objects.keyframe_masks(keyframe_masks).items():
                 if known_id in taken:
@@ -119,140 +134,22 @@ class Session:
                 for frame, masks in keyframe_masks.items():
                     ours, theirs = masks.get(object_id), known.get(frame)
                     theirs = decode_rle(theirs) if theirs is not None else None
-                    if ours is not None and theirs is not None and (ours.any() or theirs.any()):
-                        ious.append(np.count_nonzero(ours & theirs) / np.count_nonzero(ours | theirs))
+                    if ours is not None and theirs is not None and (ours.any() or theirs.any()):  # frames where it is seen
+                        ious.append(mask_iou(ours, theirs))
                 if ious and np.mean(ious) > best_iou:
                     best, best_iou = known_id, float(np.mean(ious))
-            mapping[object_id] = best if best is not None else max([*self.objects.objects, *mapping.values(), 0]) + 1
+            if best is None:  # a new object: its own number when that is free, else the next free one
+                free = object_id not in self.objects.objects and object_id not in mapping.values()
+                best = object_id if free else max([*self.objects.objects, *mapping.values(), 0]) + 1
+            mapping[object_id] = best
             taken.add(mapping[object_id])
-        return mapping
-
-    def _materialize(self, question: str, grounding: Grounding, trace: list[Step], mode: str,
-                     tracked: Iterator[FrameMasks] | None = None) -> tuple[Reply, dict]:
-        """Track the grounded objects through the video into a reply (or take `tracked`, tracks made
-        earlier), streaming: each frame's masks become RLE as they come; only the keyframes' are also
-        kept decoded, to match earlier objects."""
-        reply = Reply(question, grounding.answer, self.video, keyframes=list(self.keyframe_indices), trace=trace, mode=mode,
-                      provenance=self.provenance())
-        if not grounding.prompts:
-            return reply, {}
-        frames, keyframe_masks = [], {}
-        if tracked is None:
-            tracked = self._tracked(self.backend.tracker.track(self.video, grounding.prompts, self.keyframes), len(self.video), "track")
-        for frame in tracked:
-            frames.append({i: encode_rle(m) for i, m in frame.masks.items()})
-            if frame.frame_index in self.keyframes:
-                keyframe_masks[frame.frame_index] = frame.masks
-        ids = self._stable_ids(keyframe_masks)
-        reply._rle = [{ids[i]: rle for i, rle in masks.items()} for masks in frames]
-        reply.objects = {ids[i]: d for i, d in grounding.objects.items()}
-        reply.prompts = [replace(p, object_id=ids[p.object_id]) for p in grounding.prompts]
-        trace.append(Step("track", f"tracked {len(ids)} object(s) through {len(frames)} frames", {"ids": ids}))
-        return reply, {t: {ids[i]: m for i, m in masks.items()} for t, masks in keyframe_masks.items()}
-
-    def _verify(self, question: str, grounding: Grounding, keyframe_masks: dict, trace: list[Step]) -> Verdict | None:
-        verify = getattr(self.backend.grounder, "verify", None)
-        if verify is None or not grounding.prompts:
-            return None
-        width, height = self.video.size
-        masked = {t: draw_overlay(self.keyframes[t], label_map(keyframe_masks.get(t, {}), (height, width))) for t in self.keyframes}
-        verdict = verify(masked, question, grounding)
-        trace.append(Step("verify", verdict.text, {"ok": verdict.ok}))
-        return verdict
-
-    def _direct(self, question: str, trace: list[Step], mode: str) -> tuple[Reply, Verdict | None]:
-        grounding = self.backend.grounder.ground(self.keyframes, question, self.history)
-        trace.append(Step("ground", grounding.answer, {"objects": len(grounding.objects)}))
-        reply, keyframe_masks = self._materialize(question, grounding, trace, mode)
-        verdict = self._verify(question, grounding, keyframe_masks, trace) if mode == "auto" else None
-        return reply, verdict
-
-    def _reasoning(self, question: str, trace: list[Step], retries: int) -> Reply:
-        reason = getattr(self.backend.grounder, "reason", None)
-        feedback, reply, previous = None, None, None
-        for attempt in range(retries + 1):
-            expression = question
-            if reason is not None:
-                thought = reason(self.keyframes, question, self.history, feedback)
-                trace.append(Step("reason", thought.text, {"expression": thought.expression, "attempt": attempt}))
-                expression = thought.expression
-                if expression.strip().lower() in ("none", "nothing"):
-                    return Reply(question, thought.text, self.video, keyframes=list(self.keyframe_indices), trace=trace, mode="reasoning",
-                                 provenance=self.provenance())
-            elif attempt == 0:
-                trace.append(Step("reason", "this backend has no language model to reason with: grounding the instruction as written"))
-            grounding = self.backend.grounder.ground(self.keyframes, expression, self.history)
-            trace.append(Step("ground", grounding.answer, {"expression": expression, "objects": len(grounding.objects)}))
-            reply, keyframe_masks = self._materialize(question, grounding, trace, "reasoning")
-            if not grounding.prompts:
-                return reply  # no object is an ordinary outcome, not a failure
-            verdict = self._verify(question, grounding, keyframe_masks, trace)
-            if verdict is None or verdict.ok:
-                return reply
-            if (expression, grounding.answer) == previous:
-                trace.append(Step("retry", "the same object came back: stopping"))
-                break
-            previous, feedback = (expression, grounding.answer), verdict.text
-            if attempt < retries:
-                trace.append(Step("retry", f"verification said: {verdict.text}"))
-        reply.answer += " (not verified: the check did not confirm this object)"
-        return reply
-
-    # --- the API ---------------------------------------------------------------------------
-    def ask(self, question: str, mode: str = "auto", max_retries: int = 2) -> Reply:
-        """Ask about the video; follow-ups see the earlier turns."""
-        question = check_instruction(question)
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        trace: list[Step] = []
-        if mode == "planner" or (mode == "auto" and self.planner is not None):
-            if self.planner is None:
-                raise UserError("mode planner needs a planner: pass --planner URL --planner-model NAME (or Assistant.load(..., planner=...))")
-            if self._planner_client is None or self._planner_client.config is not self.planner:
-                self._planner_client = PlannerClient(self.planner, self.planner.http_client)  # what it learns of the server lasts the session
-            reply = run_planner(self, question, trace, self.planner, self._planner_client)
-        elif mode == "reasoning":
-            reply = self._reasoning(question, trace, max_retries)
-        else:
-            reply, verdict = self._direct(question, trace, mode)
-            if verdict is not None and not verdict.ok:
-                trace.append(Step("switch", "the direct answer failed verification: reasoning"))
-                reply = self._reasoning(question, trace, max_retries)
-        trace.append(Step("answer", reply.answer))
-        self._keep(reply)
-        self.history += [Turn("user", question), Turn("assistant", reply.answer)]
-        self.replies.append(reply)
-        return reply
-
-    # --- candidates first, then a choice (the planner's tools) ---------------------------------
-    def find(self, phrase: str, limit: int = 5) -> Candidates:
-        """Every candidate the backend sees for a short phrase (at most `limit`), each tracked through
-        the whole video. Nothing is kept in the session until `choose`."""
-        phrase = check_instruction(phrase)
-        grounder = self.backend.grounder
-        if hasattr(grounder, "candidates"):
-            grounding = grounder.candidates(self.keyframes, phrase, self.history, limit=limit)
-        else:  # a grounder that only chooses: its chosen objects are the candidates
-            grounding = grounder.ground(self.keyframes, phrase, self.history)
-        tracked = self.backend.tracker.track(self.video, grounding.prompts, self.keyframes) if grounding.prompts else iter(())
-        return collect(phrase, grounding, self._tracked(tracked, len(self.video), "find"), self.video.size)
-
-    def choose(self, question: str, answer: str, chosen: Sequence[tuple[Candidates, int]], trace: list[Step], mode: str = "planner") -> Reply:
-        """A reply with the chosen candidates (from one or more `find`s) as objects, their tracks as found."""
-        numbered = {n: pick for n, pick in enumerate(chosen, 1)}
-        prompts = [replace(p, object_id=n) for n, (found, number) in numbered.items()
-                   for p in found.grounding.prompts if p.object_id == number]
-        objects = {n: f"{found.phrase}: {found.masklets[number].label}" for n, (found, number) in numbered.items()}
-
-        def tracked() -> Iterator[FrameMasks]:
-            for t in range(len(self.video)):
-                masks = {}
-                for n, (found, number) in numbered.items():
-                    masks[n] = found.masks(t, [number]).get(number, np.zeros(self.video.size[::-1], bool))
-                yield FrameMasks(t, masks)
-
-        reply, _ = self._materialize(question, Grounding(answer, prompts, objects), trace, mode, tracked() if chosen else None)
-        return reply
+        if all(old == new for old, new in mapping.items()):
+            return
+        reply._rle = [{mapping[i]: rle for i, rle in masks.items()} for masks in reply._rle]
+        reply.objects = {mapping[i]: d for i, d in reply.objects.items()}
+        reply.prompts = [replace(p, object_id=mapping[p.object_id]) for p in reply.prompts]
+        moved = ", ".join(f"{old} → {new}" for old, new in mapping.items() if old != new)
+        reply.trace.insert(len(reply.trace) - 1, Step("match", f"objects numbered as in the earlier turns: {moved}", {"ids": mapping}))
 
     def _keep(self, reply: Reply) -> None:
         """The reply's objects join the session's; an object a person corrected keeps its masks."""
@@ -321,7 +218,7 @@ class Session:
         if new:
             object_id = self.objects.next_id()
             obj = self.objects.objects[object_id] = SessionObject(object_id, f"{what.split(' ')[0]} on frame {frame}")
-            prompt = ObjectPrompt(object_id, frame, **given)
+            prompt = ObjectPrompt(object_id, frame, source="person", **given)
         else:
             obj = self.objects.get(object_id)
             prompt = self._correction(obj, frame, given)
@@ -338,8 +235,9 @@ class Session:
         """What the object's prompt on `frame` becomes: a mask replaces it; clicks join the grounder's
         prompt and earlier clicks there, and refine the object's current mask; a box replaces the box."""
         if "mask" in given:
-            return ObjectPrompt(obj.object_id, frame, label=obj.label, **given)
-        prompt = replace(obj.prompts.get(frame) or ObjectPrompt(obj.object_id, frame, label=obj.label))
+            return ObjectPrompt(obj.object_id, frame, label=obj.label, source="person", **given)
+        # a person has now had a say in this prompt: no tracker grows it like a detector's box
+        prompt = replace(obj.prompts.get(frame) or ObjectPrompt(obj.object_id, frame, label=obj.label), source="person")
         if "box" in given:
             prompt.box, prompt.mask, prompt.score = given["box"], None, None  # a person's box: no detector's confidence
         else:
@@ -368,14 +266,13 @@ class Session:
         for t, frame in zip(backward[1:], back):
             masks.append(encode_rle(frame))
             old = store.mask(object_id, t)
-            if old is not None and np.count_nonzero(old & frame) >= MEET_IOU * np.count_nonzero(old | frame) > 0:
+            if old is not None and frame.any() and mask_iou(old, frame) >= MEET_IOU:
                 break  # from here back the two tracks are the same
         return store.stitch(object_id, backward[1 : len(masks) + 1], masks)
 
     def _span_masks(self, prompt: ObjectPrompt, indices: range) -> Iterator[np.ndarray]:
         keyframes = {0: self.keyframes[indices[0]]} if indices[0] in self.keyframes else {}
-        frames = self.backend.tracker.track(self.video.span(indices), [prompt.at(0)], keyframes)
-        for frame in self._tracked(frames, len(indices), "re-track"):
+        for frame in self.pipeline.track([prompt.at(0)], self.video.span(indices), keyframes, what="re-track"):
             yield frame.masks[prompt.object_id]
 
     def state(self, question: str = "", answer: str = "", trace: Sequence[Step] = ()) -> Reply:

@@ -21,6 +21,12 @@ class Backend:
     settings: dict[str, Any] = field(default_factory=dict)  # every option and rule value that shapes its results, as used
     options: dict[str, Any] = field(default_factory=dict)  # the load options it was given (the registry records them)
 
+    @property
+    def thread_safe(self) -> bool:
+        """Whether jobs may run on it from several threads at once: its grounder and its tracker both say so
+        (a class attribute `thread_safe = True`). `rvos serve` runs one job at a time on any other."""
+        return bool(getattr(self.grounder, "thread_safe", False) and getattr(self.tracker, "thread_safe", False))
+
     def provenance(self) -> dict[str, Any]:
         """What result.json and report.json record so that a result can be reproduced: the package version,
         the backend, its model and device, the keyframe choice and every setting it ran with."""

@@ -63,5 +63,5 @@ def run_item(backend, item: BatchItem, out: Path, overlay: bool = True, progress
         if not isinstance(exc, UserError):
             failure["traceback"] = traceback.format_exc()
         return failure
-    return {"status": "done", "frames": len(source), "objects": len(run.grounding.objects), "answer": run.grounding.answer,
+    return {"status": "done", "frames": len(source), "objects": len(run.reply.objects), "answer": run.answer,
             "seconds": round(time.perf_counter() - start, 3)}

@@ -13,14 +13,14 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from agent.masks import mask_iou
+
 BOUNDARY_THRESHOLD = 0.008  # fraction of the image diagonal (DAVIS 2017 toolkit's bound_th)
 
 
 def region_similarity(pred: np.ndarray, gt: np.ndarray) -> float:
     """J: IoU of two binary masks; 1 when both are empty."""
-    pred, gt = pred.astype(bool), gt.astype(bool)
-    union = np.count_nonzero(pred | gt)
-    return 1.0 if union == 0 else np.count_nonzero(pred & gt) / union
+    return mask_iou(pred.astype(bool), gt.astype(bool))
 
 
 def boundary_map(mask: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ def provenance(out: Path, job) -> dict:
     from agent import __version__
 
     planner = getattr(job, "planner", None)
-    record = {"rvos_agent": __version__, "backend": job.backend, "model": job.model, "device": job.device,
+    record = {"rvos_agent": __version__, "backend": job.backend, "model": job.model, "device": job.device, "mode": job.mode,
               "options": {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in (job.backend_options or {}).items()},
               "planner": None if planner is None else planner.settings()}
     path = out / PROVENANCE

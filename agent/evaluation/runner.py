@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
 from agent.errors import UserError
 from agent.evaluation.datasets import Dataset, Expression, read_dataset
 from agent.distributed import run_on_ray
 from agent.evaluation.scoring import FrameScorer
-from agent.video.keyframes import select_keyframes
+from agent.pipeline import DEFAULT_MODE, Pipeline, Request
 from agent.video.source import VideoSource
+from agent.writers.masks import save_frame_masks
 
 
 @dataclass
@@ -42,7 +42,8 @@ class EvalJob:
     model: str | None = None
     device: str = "auto"
     backend_options: dict[str, Any] = field(default_factory=dict)
-    planner: Any = None  # an agent.planner.PlannerConfig: each expression is asked through the planner
+    planner: Any = None  # an agent.planner.PlannerConfig: in mode auto (or planner), each expression is asked through it
+    mode: str = DEFAULT_MODE  # as every door: see agent.pipeline
 
     def read(self) -> Dataset:
         return read_dataset(self.root, self.dataset, self.split)
@@ -75,29 +76,13 @@ def is_done(out: Path, expression: Expression) -> bool:
     return score_path(out, expression).is_file()
 
 
-def _planned(backend, video: VideoSource, text: str, planner) -> tuple[list[int], str, int, Any]:
-    """The planner's answer: keyframes, answer, object count and the masks per frame (None: no object)."""
-    from agent.assistant.session import Session
-    from agent.tracker.protocol import FrameMasks
-
-    session = Session(backend, video, progress=False, planner=planner)
-    reply = session.ask(text, mode="planner")
-    frames = (FrameMasks(i, reply.masks(i)) for i in range(len(video))) if reply.has_masks else None
-    return session.keyframe_indices, reply.answer, len(reply.objects), frames
-
-
-def evaluate_expression(backend, expression: Expression, out: Path, planner=None) -> dict:
-    """Segment one expression (directly, or through the planner), write its prediction PNGs and its score record."""
+def evaluate_expression(backend, expression: Expression, out: Path, planner=None, mode: str = DEFAULT_MODE) -> dict:
+    """Segment one expression through the one path (as `rvos segment` would), write its prediction PNGs and its score record."""
     start = time.perf_counter()
     video = VideoSource.from_frame_files(expression.frame_paths())
-    if planner is not None:
-        indices, answer, objects, frames = _planned(backend, video, expression.text, planner)
-    else:
-        indices = select_keyframes(len(video), backend.keyframe_count, backend.keyframe_strategy)
-        keyframes = video.read_many(indices)
-        grounding = backend.grounder.ground(keyframes, expression.text)
-        answer, objects = grounding.answer, len(grounding.objects)
-        frames = backend.tracker.track(video, grounding.prompts, keyframes) if grounding.prompts else None
+    pipeline = Pipeline(backend, video, progress=False, planner=planner)
+    reply = pipeline.run(Request(expression.text, mode=mode))
+    indices, answer, objects = pipeline.keyframe_indices, reply.answer, len(reply.objects)
     final = out / "predictions" / expression.video / expression.exp_id
     tmp = final.with_name(f".{expression.exp_id}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -106,12 +91,9 @@ def evaluate_expression(backend, expression: Expression, out: Path, planner=None
     width, height = video.size
     answered_empty = True  # no mask on any frame (MeViS v2's N-acc / T-acc)
     for index in range(len(video)):
-        pred = np.zeros((height, width), dtype=bool)
-        if frames is not None:
-            for mask in next(frames).masks.values():
-                pred |= mask
+        # the benchmark's submission layout: the union of the reply's objects, 0 / 255 (the writer `rvos segment` uses)
+        pred = save_frame_masks(tmp / f"{expression.frame_names[index]}.png", reply.masks(index), (height, width), "binary")
         answered_empty = answered_empty and not pred.any()
-        Image.fromarray(pred.astype(np.uint8) * 255, mode="L").save(tmp / f"{expression.frame_names[index]}.png")
         gt = expression.gt(index) if expression.gt else None
         if gt is None and expression.gt is not None and expression.missing_gt_is_empty:
             gt = np.zeros_like(pred)
@@ -124,7 +106,7 @@ def evaluate_expression(backend, expression: Expression, out: Path, planner=None
     os.replace(tmp, final)
     record = {
         "video": expression.video, "exp_id": expression.exp_id, "expression": expression.text,
-        "category": expression.category, "answer": answer, "objects": objects,
+        "category": expression.category, "answer": answer, "objects": objects, "mode": reply.mode,
         "keyframes": indices, "seconds": round(time.perf_counter() - start, 3), "frames": len(video),
         "answered_empty": answered_empty,
     }
@@ -138,14 +120,14 @@ def evaluate_expression(backend, expression: Expression, out: Path, planner=None
     return record
 
 
-def evaluate_video(backend, expressions: list[Expression], out: Path, planner=None) -> list[str]:
+def evaluate_video(backend, expressions: list[Expression], out: Path, planner=None, mode: str = DEFAULT_MODE) -> list[str]:
     """Every pending expression of one video; a failure is recorded and the others go on."""
     failed = []
     for expression in expressions:
         if is_done(out, expression):
             continue
         try:
-            evaluate_expression(backend, expression, out, planner)
+            evaluate_expression(backend, expression, out, planner, mode)
         except Exception as exc:  # recorded, retried on the next run
             if planner is not None and isinstance(exc, UserError):
                 raise  # a planner that is down or refuses fails every expression alike: one message
@@ -175,10 +157,10 @@ class EvalWorker:
         self.out = Path(job.out)
         self.by_video = pending_videos(job.read(), self.out)
         self.backend = job.load_backend()
-        self.planner = job.planner
+        self.planner, self.mode = job.planner, job.mode
 
     def run(self, video: str) -> list[str]:
-        return evaluate_video(self.backend, self.by_video.get(video, []), self.out, self.planner)
+        return evaluate_video(self.backend, self.by_video.get(video, []), self.out, self.planner, self.mode)
 
 
 def _run_local(job: EvalJob, todo: dict[str, list[Expression]], out: Path, bar, backend=None) -> None:
@@ -189,7 +171,7 @@ def _run_local(job: EvalJob, todo: dict[str, list[Expression]], out: Path, bar, 
 
         record_provenance(out, backend)
     for expressions in todo.values():
-        evaluate_video(backend, expressions, out, job.planner)
+        evaluate_video(backend, expressions, out, job.planner, job.mode)
         bar.update()
 
 

@@ -21,14 +21,17 @@ from agent.errors import UserError
 from agent.evaluation.report import provenance, record_provenance
 from agent.evaluation.scoring import score_folders
 from agent.grounder.protocol import ObjectPrompt
+from agent.pipeline import Pipeline, Request
 from agent.video.source import VideoSource
-from agent.writers.palette import label_map, read_palette_png, save_palette_png
+from agent.writers.masks import save_frame_masks
+from agent.writers.palette import read_palette_png
 
 
 # what the protocol has no use for, and why: it reads the DAVIS folders itself, runs on this machine, and
 # prompts the tracker with the first annotated frame's masks (no grounder, no keyframes, no answer)
 UNUSED_OPTIONS = {
     "planner": "the planner grounds language, and the masks are the prompt here",
+    "mode": "no words are grounded (the first annotated frame's masks are the prompt)",
     "dataset": "it reads JPEGImages/ and Annotations/ of ROOT itself (the generic layout or DAVIS 2017)",
     "split": "it reads JPEGImages/ and Annotations/ of ROOT itself (give the split's folder as ROOT)",
     "ray": "it runs on this machine",
@@ -61,7 +64,7 @@ def first_annotation(video: VideoSource, annotations: Path) -> list[ObjectPrompt
         path = annotations / f"{name}.png"
         if path.is_file():
             ids = read_palette_png(path)
-            prompts = [ObjectPrompt(int(i), index, mask=ids == i) for i in np.unique(ids) if i not in (0, 255)]
+            prompts = [ObjectPrompt(int(i), index, mask=ids == i, source="person") for i in np.unique(ids) if i not in (0, 255)]
             if prompts:
                 return prompts
     raise UserError(f"{annotations} has no annotated frame with an object; the semi-supervised protocol needs one")
@@ -71,12 +74,14 @@ def track_video(backend, frames: list[Path], annotations: Path, out: Path) -> in
     """Track one video from its first annotation; writes the palette PNGs (all at once, by rename)."""
     video = VideoSource.from_frame_files(frames)
     prompts = first_annotation(video, annotations)
+    # the one path with the masks as a person's prompts: what `rvos segment VIDEO --mask FIRST.png` does
+    reply = Pipeline(backend, video, progress=False).run(Request(prompts=tuple(prompts)))
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     width, height = video.size
-    for frame in backend.tracker.track(video, prompts, {}):
-        save_palette_png(tmp / f"{video.frame_names[frame.frame_index]}.png", label_map(frame.masks, (height, width)))
+    for index, name in enumerate(video.frame_names):
+        save_frame_masks(tmp / f"{name}.png", reply.masks(index), (height, width), "palette")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return len(video)
@@ -105,7 +110,7 @@ def run_semi_supervised(job, progress: bool = True, backend=None) -> dict:
     report = score_folders(_ground_truth_root(annotations, out), predictions, skip_first_last=True)
     seconds, frames = (sum(v[i] for v in timing.values()) for i in (0, 1))
     report |= {"protocol": "DAVIS semi-supervised (first annotated frame as prompt; first and last frame not scored)",
-               **provenance(out, job), "seconds_per_frame": round(seconds / max(frames, 1), 3)}
+               **provenance(out, job), "mode": None, "seconds_per_frame": round(seconds / max(frames, 1), 3)}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report
 

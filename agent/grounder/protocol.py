@@ -39,6 +39,9 @@ class ObjectPrompt:
     mask: Any | None = None
     points: list[tuple[float, float]] | None = None
     point_labels: list[int] | None = None
+    # who made it: "grounder" (the model, from words) or "person" (a click, box or mask given by hand; a dataset's
+    # annotation counts as one). A tracker may grow a grounder's box like a detection, never a person's.
+    source: str = "grounder"
 
     def at(self, frame_index: int) -> ObjectPrompt:
         """The same prompt on another frame index (a span of the video counts its own frames)."""

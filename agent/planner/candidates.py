@@ -12,7 +12,7 @@ from PIL import Image
 from agent.grounder.protocol import Grounding
 from agent.tracker.protocol import FrameMasks
 from agent.writers.outlines import draw_outlines, tile
-from agent.writers.rle import decode_rle, encode_rle
+from agent.masks import decode_rle, encode_rle
 
 STILL = 0.002  # net motion below this fraction of the frame diagonal per frame counts as still
 

@@ -11,6 +11,7 @@ import html
 import logging
 import re
 import secrets
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,9 +21,11 @@ from typing import Any
 import gradio as gr
 
 from agent import __version__
-from agent.assistant.session import MODES, Assistant
+from agent.assistant.session import Assistant
+from agent.pipeline import DEFAULT_MODE, MODES
 from agent.errors import UserError
 from agent.serve.workspace import Limits, Workspace
+from agent.tracker.feature_cache import DEFAULT_FEATURE_CACHE_MB
 from agent.writers.palette import davis_palette
 
 log = logging.getLogger("rvos.serve")
@@ -45,10 +48,14 @@ class App:
     """The page's handlers, bound to one loaded assistant shared by every browser session."""
 
     def __init__(self, assistant: Assistant, limits: Limits, examples: Mapping[str, Path], idle_seconds: float,
-                 max_sessions: int = 8, workspaces: Path | None = None):
+                 max_sessions: int = 8, workspaces: Path | None = None, feature_cache_mb: float = DEFAULT_FEATURE_CACHE_MB):
         self.assistant, self.limits, self.examples, self.idle_seconds = assistant, limits, dict(examples), idle_seconds
         self.max_sessions, self.workspaces = max_sessions, workspaces  # workspaces: where their folders go
-        self.model_lock = threading.Lock()  # one model: one job on it at a time (the others wait in line)
+        self.feature_cache_mb = feature_cache_mb  # each session's cache of its frames' image features
+        # A thread-safe backend (its state lives in each call) runs --concurrency jobs at once on the one
+        # loaded model; any other runs one job at a time behind this lock (the others wait in line).
+        self.model_lock: contextlib.AbstractContextManager = (
+            contextlib.nullcontext() if getattr(assistant.backend, "thread_safe", False) else threading.Lock())
         self.live: dict[str, Workspace] = {}  # browser session → its workspace
         self._live_lock = threading.Lock()  # handlers run in threads: admitting a session is one step
         backend = assistant.backend
@@ -62,7 +69,7 @@ class App:
             ws = current if current is not None and not current.closed else self.live.get(key) if key else None
             if ws is None:
                 self._admit()
-                ws = Workspace(self.assistant, self.limits, self.model_lock, self.workspaces)
+                ws = Workspace(self.assistant, self.limits, self.model_lock, self.workspaces, self.feature_cache_mb)
             if key:
                 self.live[key] = ws  # so that closing the tab can remove its files at once, and to count it
         ws.last_used = time.monotonic()  # in use: not idle, whatever this job takes
@@ -271,7 +278,7 @@ def build_app(app: App, concurrency: int) -> gr.Blocks:
                 question = gr.Textbox(label="Ask", placeholder="the dog that catches the frisbee", elem_id="question", lines=1)
                 with gr.Row():
                     modes = [m for m in MODES if m != "planner" or app.assistant.planner is not None]  # planner: with --planner only
-                    mode = gr.Radio(modes, value="auto", label="Mode", elem_id="mode")
+                    mode = gr.Radio(modes, value=DEFAULT_MODE, label="Mode", elem_id="mode")  # every door's default
                     ask_button = gr.Button("Ask", variant="primary", elem_id="ask")
                     stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
             with gr.Column(scale=1):

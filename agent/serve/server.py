@@ -12,6 +12,7 @@ from typing import Any
 
 from agent.errors import UserError
 from agent.serve.workspace import Limits
+from agent.tracker.feature_cache import DEFAULT_FEATURE_CACHE_MB
 
 AUTH_VARIABLE = "RVOS_SERVE_AUTH"  # USER:PASSWORD, for those who keep secrets out of the command line
 REPOSITORY = Path(__file__).resolve().parents[2]  # the checkout, when the package runs from one
@@ -31,6 +32,7 @@ class ServeOptions:
     examples: str | None = None
     planner: Any = None  # an agent.planner.PlannerConfig
     max_sessions: int = 8  # browser sessions open at once; each holds a video, its masks and its files
+    feature_cache_mb: float = DEFAULT_FEATURE_CACHE_MB  # per session: image features of its frames, for corrections
 
 
 def parse_auth(text: str | None) -> tuple[str, str] | None:
@@ -63,6 +65,8 @@ def check_options(options: ServeOptions) -> tuple[str, str] | None:
         raise UserError("--concurrency must be at least 1")
     if options.max_sessions < 1:
         raise UserError("--max-sessions must be at least 1")
+    if options.feature_cache_mb < 0:
+        raise UserError("--feature-cache-mb must be 0 (no cache) or more")
     limits = options.limits
     if min(limits.max_upload_mb, limits.max_frames, limits.max_side) <= 0 or options.idle_minutes <= 0:
         raise UserError("--max-upload-mb, --max-frames, --max-side and --idle-minutes must be positive")
@@ -126,7 +130,8 @@ def make_app(assistant: Any, options: ServeOptions):
 
     workspaces = Path(get_upload_folder())
     workspaces.mkdir(parents=True, exist_ok=True)
-    return App(assistant, options.limits, find_examples(options.examples), options.idle_minutes * 60, options.max_sessions, workspaces)
+    return App(assistant, options.limits, find_examples(options.examples), options.idle_minutes * 60, options.max_sessions, workspaces,
+               options.feature_cache_mb)
 
 
 def launch(app: Any, options: ServeOptions, auth: tuple[str, str] | None = None, block: bool = True):

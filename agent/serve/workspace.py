@@ -6,6 +6,7 @@ page shows, the last few frame views, and the download only once it is asked for
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -19,10 +20,11 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from agent.assistant.reply import Reply
+from agent.reply import Reply
 from agent.assistant.session import Assistant, Session
 from agent.errors import UserError
 from agent.grounder.visual import NEGATIVE, POSITIVE
+from agent.tracker.feature_cache import DEFAULT_FEATURE_CACHE_MB
 from agent.video.source import VIDEO_SUFFIXES, VideoSource
 from agent.writers.overlay import OverlayWriter
 from agent.writers.palette import label_map
@@ -63,8 +65,13 @@ class Limits:
 class Workspace:
     """The video, the session, the chat and the written results of one browser session."""
 
-    def __init__(self, assistant: Assistant, limits: Limits, model_lock: threading.Lock, root: Path | None = None):
-        self.assistant, self.limits, self.model_lock = assistant, limits, model_lock
+    def __init__(self, assistant: Assistant, limits: Limits, model_lock: contextlib.AbstractContextManager | None = None,
+                 root: Path | None = None, feature_cache_mb: float = DEFAULT_FEATURE_CACHE_MB):
+        # model_lock: the server's lock for a backend that runs one job at a time; None for one that runs many at once
+        self.assistant, self.limits = assistant, limits
+        self.model_lock = model_lock if model_lock is not None else contextlib.nullcontext()
+        self.feature_cache_mb = feature_cache_mb
+        self._busy = threading.Lock()  # one job at a time on this session (its objects and conversation are one state)
         self.folder = Path(tempfile.mkdtemp(prefix="rvos-serve-", dir=root))
         self.session: Session | None = None
         self.messages: list[dict[str, Any]] = []  # the chat as the page shows it
@@ -109,7 +116,8 @@ class Workspace:
     def _open(self, path: Path) -> Session:
         video = VideoSource.open(path)
         self.limits.check_video(video)
-        self.session = self.assistant.open(video, progress=False)
+        # the session keeps the image features its tracking computed, so a click re-encodes only new frames
+        self.session = self.assistant.open(video, progress=False, feature_cache_mb=self.feature_cache_mb)
         self.messages = []
         self._asked, self.overlay = None, None
         self._changed(masks=True)
@@ -123,8 +131,9 @@ class Workspace:
         return self.session
 
     def run(self, work: Callable[[Session], Reply], report: Report | None = None) -> Reply:
-        """Run one job on the session: one model job at a time for the whole server, progress reported,
-        stop honoured between frames (a stopped job leaves the session as it was)."""
+        """Run one job on the session: one at a time on this session, and on the whole server too when its
+        backend is not thread-safe (the model lock), progress reported, stop honoured between frames (a
+        stopped job leaves the session as it was)."""
         session = self.opened
         self.cancel.clear()
 
@@ -136,7 +145,7 @@ class Workspace:
 
         if report:
             report(0, 0, "waiting for the model")
-        with self.model_lock:
+        with self._busy, self.model_lock:
             if self.cancel.is_set():
                 raise Cancelled("stopped before it started; nothing changed")
             session.progress = progress

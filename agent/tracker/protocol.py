@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from agent.grounder.protocol import ObjectPrompt
+from agent.tracker.feature_cache import FeatureCache
 from agent.video.source import VideoSource
 
 
@@ -24,11 +25,17 @@ class FrameMasks:
 
 
 class Tracker(Protocol):
+    """A loaded model. Whatever one call changes lives in that call; a tracker whose calls may run at once
+    from several threads says so with a class attribute `thread_safe = True` (the server serialises the others)."""
+
     def track(
         self,
         video: VideoSource,
         prompts: Sequence[ObjectPrompt],
         keyframes: Mapping[int, Image.Image],
+        *,
+        cache: FeatureCache | None = None,
     ) -> Iterator[FrameMasks]:
-        """Yield one `FrameMasks` per video frame, in order (`keyframes` are already decoded)."""
+        """Yield one `FrameMasks` per video frame, in order (`keyframes` are already decoded). `cache`: the
+        session's image features of frames seen before, by their index in its video (used and filled)."""
         ...

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from agent.grounder.protocol import ObjectPrompt
+from agent.tracker.feature_cache import FeatureCache
 from agent.tracker.protocol import FrameMasks
 from agent.tracker.sam2_stream import FrameLogits, SAM2StreamTracker
 from agent.video.source import VideoSource
@@ -26,6 +27,8 @@ class Sa2VAiTracker:
     """A `SAM2StreamTracker` (original decoder, stock semantics) fed by a keyframe decode with the
     finetuned decoder. Prompts that are not `[SEG]` embeddings (a person's masks, clicks, boxes) go to
     propagation as they are; an embedding that comes with clicks becomes the mask the clicks refine."""
+
+    thread_safe = False  # its stream's model carries a call's prompt in module hooks (sam2_language.py)
 
     def __init__(self, stream: SAM2StreamTracker, finetuned_decoder: torch.nn.Module):
         self.stream = stream
@@ -108,14 +111,18 @@ class Sa2VAiTracker:
                 converted.append(replace(prompt, embedding=None, mask=mask))
         return converted
 
-    def _propagate(self, run, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator:
+    def _propagate(self, run, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image],
+                   cache: FeatureCache | None = None) -> Iterator:
         frames = {p.frame_index for p in prompts if p.embedding is not None}
         images = dict(keyframes) | video.read_many(sorted(frames - set(keyframes)))
         decoded, features = self._keyframe_masks_and_features(images, prompts, video.size)
-        return run(video, self._as_mask_prompts(decoded, prompts), images, features=features)
+        return run(video, self._as_mask_prompts(decoded, prompts), images, features=features, cache=cache)
 
-    def track_logits(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameLogits]:
-        return self._propagate(self.stream.track_logits, video, prompts, keyframes)
+    def track_logits(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image], *,
+                     cache: FeatureCache | None = None) -> Iterator[FrameLogits]:
+        """`cache`: the session's propagation features of frames seen before (keyframes' come from their decode)."""
+        return self._propagate(self.stream.track_logits, video, prompts, keyframes, cache)
 
-    def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameMasks]:
-        return self._propagate(self.stream.track, video, prompts, keyframes)
+    def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image], *,
+              cache: FeatureCache | None = None) -> Iterator[FrameMasks]:
+        return self._propagate(self.stream.track, video, prompts, keyframes, cache)

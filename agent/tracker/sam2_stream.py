@@ -5,6 +5,11 @@ conditioning frames run without memory, their memory encoded before propagation,
 memory features stored in bfloat16), with three differences that change cost, not
 results: frames are decoded once and never held; the image encoder runs once per
 frame for all objects; and only the memory that SAM 2 can still attend to is kept.
+
+A call's state (object groups and their memory, the video's size) lives in the call, not on the tracker,
+but the tracker is still one call at a time (`thread_safe = False`): `LanguagePromptedSAM2` passes a
+language prompt, a rescoring rule and the decoder's logits through module hooks that read them from the
+model itself, and `last_memory_frames` reports the latest call.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from agent.grounder.protocol import ObjectPrompt
+from agent.tracker.feature_cache import FeatureCache
 from agent.tracker.protocol import FrameMasks
 from agent.tracker.motion import MotionPrior
 from agent.tracker.sam2_language import LanguagePromptedSAM2
@@ -111,6 +117,8 @@ def _group_prompts(prompts: Sequence[ObjectPrompt], one_per_object: bool = False
 
 
 class SAM2StreamTracker:
+    thread_safe = False  # the model's hooks carry a call's prompt on the model (sam2_language.py): one call at a time
+
     def __init__(self, model: LanguagePromptedSAM2, device: str = "cpu", autocast_dtype: torch.dtype | None = None,
                  motion_aware: bool = False, normalisation: str = "float32"):
         self.model = model.to(device)
@@ -145,13 +153,23 @@ class SAM2StreamTracker:
             out = self.model.forward_image(self.preprocess(image))
         return {key: [x.float() for x in out[key]] for key in ("backbone_fpn", "vision_pos_enc")}
 
+    def _frame_features(self, video: VideoSource, t: int, image: Image.Image, given: Mapping[int, dict],
+                        cache: FeatureCache | None) -> dict:
+        """Frame t's image features: a caller's, else the session's cache (by the frame's index in the
+        session's video; the same tensors, so the same results), else encoded (and kept there)."""
+        if t in given:
+            return given[t]
+        if cache is None:
+            return self._features(image)
+        return cache.get_or_compute(("sam2", video.source_index(t), image.size), lambda: self._features(image))
+
     def _expand(self, backbone_out: dict, batch: int):
         expanded = {key: [x.expand(batch, -1, -1, -1) for x in backbone_out[key]] for key in ("backbone_fpn", "vision_pos_enc")}
         _, feats, pos, sizes = self.model._prepare_backbone_features(expanded)
         return feats, pos, sizes
 
     def _step(self, group: _ObjectGroup, frame_index: int, backbone_out: dict, num_frames: int, conditioning: bool,
-              reverse: bool = False) -> dict:
+              reverse: bool = False, video_size: tuple[int, int] | None = None) -> dict:
         feats, pos, sizes = self._expand(backbone_out, len(group.object_ids))
         common = dict(
             frame_idx=frame_index, current_vision_feats=feats, current_vision_pos_embeds=pos, feat_sizes=sizes,
@@ -159,7 +177,7 @@ class SAM2StreamTracker:
         )
         with self._autocast():
             if conditioning:
-                out = self._conditioning_step(group.kind, group.tokens[frame_index], common)
+                out = self._conditioning_step(group.kind, group.tokens[frame_index], common, video_size)
                 high_res = F.interpolate(out["pred_masks"], size=(self._size, self._size), mode="bilinear", align_corners=False)
                 out["maskmem_features"], out["maskmem_pos_enc"] = self.model._encode_new_memory(
                     feats, sizes, high_res, out["object_score_logits"], is_mask_from_pts=True
@@ -184,17 +202,17 @@ class SAM2StreamTracker:
             group.memory["cond_frame_outputs" if conditioning else "non_cond_frame_outputs"][frame_index] = compact
         return compact
 
-    def _conditioning_step(self, kind: str, token: Any, common: dict) -> dict:
-        """A prompted frame, run without memory."""
+    def _conditioning_step(self, kind: str, token: Any, common: dict, video_size: tuple[int, int] | None = None) -> dict:
+        """A prompted frame, run without memory (`video_size`: (width, height) of the frames clicks are on)."""
         if kind == "click":
-            return self._click_step(token, common)
+            return self._click_step(token, common, video_size)
         if kind == "mask":  # resized as the stock predictor's add_new_mask resizes it
             masks = F.interpolate(token.to(self.device), size=(self._size, self._size), mode="bilinear", align_corners=False, antialias=True)
             return self.model.track_step(is_init_cond_frame=True, run_mem_encoder=False, **common | {"mask_inputs": (masks >= 0.5).float()})
         with self.model.language_prompt(token):
             return self.model.track_step(is_init_cond_frame=True, run_mem_encoder=False, **common)
 
-    def _click_step(self, prompt: ObjectPrompt, common: dict) -> dict:
+    def _click_step(self, prompt: ObjectPrompt, common: dict, video_size: tuple[int, int]) -> dict:
         """A person's clicks and / or box on a conditioning frame, as the stock predictor sends them (a box
         is two corner points, labels 2 and 3), with the grounder's `[SEG]` token when that frame has one,
         and the mask being corrected as the decoder's previous-mask input."""
@@ -202,7 +220,7 @@ class SAM2StreamTracker:
             kind = _kind(prompt)
             value = prompt.embedding if kind == "embedding" else np.asarray(prompt.mask, dtype=np.float32)
             return self._conditioning_step(kind, torch.as_tensor(value)[None, None], common)
-        width, height = self._video_size
+        width, height = video_size
         points, labels = [], []
         if prompt.box is not None:
             x0, y0, x1, y1 = prompt.box
@@ -230,7 +248,8 @@ class SAM2StreamTracker:
         if frame_index + step in old:
             old[frame_index + step]["pred_masks"] = None  # only memory features are needed from now on
 
-    def _track_backward(self, groups: list[_ObjectGroup], video: VideoSource, num_frames: int, chunk: int = 32) -> dict[int, dict]:
+    def _track_backward(self, groups: list[_ObjectGroup], video: VideoSource, num_frames: int, cache: FeatureCache | None = None,
+                        chunk: int = 32) -> dict[int, dict]:
         """Frames before each group's first prompted frame, tracked from it towards frame 0 with SAM 2's
         reverse mode (a memory of its own per group; each frame read and encoded once for all groups).
         Returns id(group) → frame → low-res logits (float16) and object scores, for the forward pass."""
@@ -242,7 +261,7 @@ class SAM2StreamTracker:
         for end in range(max((g.first_frame for g in late), default=0), 0, -chunk):
             frames = video.read_many(range(max(0, end - chunk), end))
             for t in sorted(frames, reverse=True):
-                features = self._features(frames.pop(t))
+                features = self._frame_features(video, t, frames.pop(t), {}, cache)
                 for g in (g for g in late if t < g.first_frame):
                     out = self._step(backward[id(g)], t, features, num_frames, conditioning=False, reverse=True)
                     self._forget(backward[id(g)], t, reverse=True)
@@ -252,27 +271,27 @@ class SAM2StreamTracker:
     @torch.inference_mode()
     def track_logits(
         self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image],
-        features: Mapping[int, dict] | None = None,
+        features: Mapping[int, dict] | None = None, *, cache: FeatureCache | None = None,
     ) -> Iterator[FrameLogits]:
         """SAM 2 logits per frame, in frame order (frames before an object's first prompt tracked backwards).
-        `features`: frame → image features a caller computed already (`_features`' form), used as they are."""
+        `features`: frame → image features a caller computed already (`_features`' form), used as they are;
+        `cache`: the session's features of frames seen before (used and filled)."""
         features = features or {}
         groups = _group_prompts(prompts, one_per_object=self.motion_aware)
         for group in groups:
             group.motion = MotionPrior() if self.motion_aware else None
         num_frames = len(video)
-        self._video_size = video.size
         cond_frames = sorted({t for g in groups for t in g.tokens})
         missing = [t for t in cond_frames if t not in keyframes]
         images = dict(keyframes) | video.read_many(missing)
         # 1) prompted keyframes: conditioning frames, run without memory, then their memory encoded
         for t in cond_frames:
-            backbone_out = features.get(t) or self._features(images[t])
+            backbone_out = self._frame_features(video, t, images[t], features, cache)
             for group in groups:
                 if t in group.tokens:
-                    self._step(group, t, backbone_out, num_frames, conditioning=True)
+                    self._step(group, t, backbone_out, num_frames, conditioning=True, video_size=video.size)
         # 2) objects first prompted after frame 0: tracked backwards from there
-        before = self._track_backward(groups, video, num_frames)
+        before = self._track_backward(groups, video, num_frames, cache)
         # 3) one forward pass over the video
         others = video.frames(t for t in range(num_frames) if t not in images)
         pending = next(others, None)
@@ -290,7 +309,7 @@ class SAM2StreamTracker:
                     if group.motion is not None:  # the filter follows from each prompted frame on
                         group.motion.start(out["pred_masks"][0, 0])
                 elif t > group.first_frame:
-                    backbone_out = backbone_out or features.get(t) or self._features(image)
+                    backbone_out = backbone_out or self._frame_features(video, t, image, features, cache)
                     out = self._step(group, t, backbone_out, num_frames, conditioning=False)
                     self._forget(group, t)
                 else:
@@ -305,10 +324,10 @@ class SAM2StreamTracker:
 
     def track(
         self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image],
-        features: Mapping[int, dict] | None = None,
+        features: Mapping[int, dict] | None = None, *, cache: FeatureCache | None = None,
     ) -> Iterator[FrameMasks]:
         width, height = video.size
-        for frame in self.track_logits(video, prompts, keyframes, features):
+        for frame in self.track_logits(video, prompts, keyframes, features, cache=cache):
             masks = {}
             for object_id in frame.low_res:
                 masks[object_id] = (frame.resized(object_id, height, width) > 0).cpu().numpy()

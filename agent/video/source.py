@@ -322,6 +322,12 @@ class VideoSource:
         """A few frames (keyframes) by index, in one decoding pass."""
         return dict(self.frames(indices))
 
+    def source_index(self, index: int) -> int:
+        """Frame `index`'s index in the video this one was cut from (through spans of spans): what a
+        session's feature cache is keyed by, since a span numbers its frames from 0."""
+        reader = self._reader
+        return reader.parent.source_index(reader.indices[index]) if isinstance(reader, _SpanReader) else index
+
     def span(self, indices: Sequence[int]) -> VideoSource:
         """These frames, in this order, as a video of their own (frame i of the span is `indices[i]`)."""
         indices = [int(i) for i in indices]

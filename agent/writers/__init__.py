@@ -2,7 +2,7 @@
 
 from agent.writers.output import SegmentationWriter, masks_from_labels
 from agent.writers.palette import davis_palette, label_map, read_palette_png, save_palette_png
-from agent.writers.rle import decode_rle, encode_rle
+from agent.masks import decode_rle, encode_rle
 
 __all__ = [
     "SegmentationWriter",

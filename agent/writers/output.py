@@ -23,7 +23,7 @@ from agent.tracker.protocol import FrameMasks
 from agent.video.source import VideoSource
 from agent.writers.overlay import OverlayWriter
 from agent.writers.palette import label_map, save_palette_png
-from agent.writers.rle import encode_rle, mask_bbox
+from agent.masks import encode_rle, mask_bbox
 
 
 # What an earlier output holds: these files, and these folders holding only files of this kind.

@@ -18,7 +18,7 @@ from PIL import Image
 from agent.backends.lite.classifier import ImageNetClassifier
 from agent.backends.lite.detector import CenterNetDetector, Detection
 from agent.backends.lite.segmenter import MiniSam
-from agent.backends.lite.text import VOCABULARY, ClassMatcher, Query, parse
+from agent.backends.lite.text import VOCABULARY, ClassMatcher, Companion, Query, parse
 from agent.grounder.protocol import Grounding, ObjectPrompt, Turn, Verdict
 
 LINK_DISTANCE = 0.3  # of the frame diagonal: farthest a candidate moves between two keyframes
@@ -27,6 +27,10 @@ COLOUR_CHECKS = 4  # colour needs a mask: only the best candidates by detection 
 NAME_CHECKS = 12  # the classifier names this many candidates (the best by detection), ~60 ms each
 FULL_NAME = 0.5  # classifier probability on the noun's classes that counts as a full match
 NAME_MIN = 0.05  # below this on every candidate, the classifier sees no such thing
+LOOK_ALIKE = 0.95  # a noun matched less closely than this is only like the class ("rhinoceros" → elephant 0.50)
+WEAK_DETECTION = 0.2  # below this the object's surest detection is weak: the answer says it is not sure
+COMPANION_TOUCH = 0.3  # a companion's box shares this much of the smaller box with the object's, on average over the
+# object's keyframes: "and his bike", "its rider", "on a horse" are segmented with the object when touching it so
 
 
 @dataclass
@@ -79,6 +83,21 @@ def link(per_frame: Mapping[int, list[Detection]], diagonal: float) -> list[Cand
     return candidates
 
 
+def touching(candidate: Candidate, other: Candidate) -> float:
+    """How much `other` is with `candidate`: on each of the candidate's keyframes, the share of the smaller of
+    their boxes that lies in both (0 where `other` is not seen), averaged."""
+    shares = []
+    for frame, detection in candidate.detections.items():
+        companion = other.detections.get(frame)
+        if companion is None:
+            shares.append(0.0)
+            continue
+        a, b = detection.box, companion.box
+        inside = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        shares.append(inside / max(min(detection.area, companion.area), 1.0))
+    return float(np.mean(shares)) if shares else 0.0
+
+
 def count_objects(per_frame: Mapping[int, list[Detection]], overlap: float = 0.3) -> int:
     """The most objects seen together on one keyframe, counting only confident, distinct boxes."""
     import torch
@@ -128,6 +147,8 @@ def _rank_factor(values: list[float], index: int, larger_is_better: bool) -> flo
 
 
 class LiteGrounder:
+    thread_safe = True  # no state of a call on it (minisam's memo is per thread, the text model's behind a lock)
+
     def __init__(self, detector: CenterNetDetector, segmenter: MiniSam, matcher: ClassMatcher, classifier: ImageNetClassifier | None = None,
                  min_score: float = 0.1):
         self.detector = detector
@@ -195,14 +216,14 @@ class LiteGrounder:
         return Grounding(f"I can't find \"{query.noun}\": it is not among the kinds of object I know, so nothing is segmented.",
                          extras={"query": query})
 
-    def _linked(self, query: Query, keyframes: Mapping[int, Image.Image], any_class: bool = False) -> tuple[list[Candidate], dict[int, list[Detection]]]:
-        """The query's class (or, for a noun the detector has no class for, every class) on every
-        keyframe, linked into candidates with their base scores; named by the classifier when the noun
-        names ImageNet classes."""
+    def _linked(self, query: Query, keyframes: Mapping[int, Image.Image], any_class: bool = False):
+        """(candidates, the query's detections per keyframe, every detection per keyframe): the query's class
+        (or, for a noun the detector has no class for, every class) on every keyframe, linked into candidates
+        with their base scores; named by the classifier when the noun names ImageNet classes."""
         size = next(iter(keyframes.values())).size
         any_class = any_class or query.imagenet_first
-        per_frame = {t: [d for d in self.detector.detect(image, self.min_score) if any_class or d.class_index == query.class_index]
-                     for t, image in keyframes.items()}
+        detected = {t: self.detector.detect(image, self.min_score) for t, image in keyframes.items()}
+        per_frame = {t: [d for d in found if any_class or d.class_index == query.class_index] for t, found in detected.items()}
         classes = sorted({d.class_index for found in per_frame.values() for d in found})
         candidates = [c for k in classes  # linked within a class: a person is not the car that was there before
                       for c in link({t: [d for d in found if d.class_index == k] for t, found in per_frame.items()}, float(np.hypot(*size)))]
@@ -211,7 +232,51 @@ class LiteGrounder:
             candidate.score = float(np.mean(scores)) * np.sqrt(len(scores) / len(keyframes)) * (1.0 if any_class else query.class_similarity)
         if candidates and query.imagenet and self.classifier is not None:
             self._name(query, candidates, keyframes)
-        return candidates, per_frame
+        return candidates, per_frame, detected
+
+    @staticmethod
+    def _companions(query: Query, candidates: list[Candidate], detected: Mapping[int, list[Detection]], size) -> list[list[tuple]]:
+        """Per thing the words put with the object ("and his bike", "its rider", "on a horse") that the detector
+        has a class for: its candidates that touch each object candidate (COMPANION_TOUCH), as
+        (touch × detection score, companion candidate, the words' companion, touch), best first, one list per object candidate."""
+        near: list[list[tuple[float, Candidate]]] = [[] for _ in candidates]
+        for companion in query.companions:
+            if companion.class_index is None:
+                continue
+            own = {t: [d for d in found if d.class_index == companion.class_index] for t, found in detected.items()}
+            for other in link(own, float(np.hypot(*size))):
+                other.score = float(np.mean([d.score for d in other.detections.values()])) * companion.class_similarity
+                for n, candidate in enumerate(candidates):
+                    if any(d is e for d in candidate.detections.values() for e in other.detections.values()):
+                        continue  # the candidate itself ("a man and his son": a person, not the same one)
+                    touch = touching(candidate, other)
+                    if touch >= COMPANION_TOUCH:
+                        near[n].append((touch * other.score, other, companion, touch))
+        return [sorted(found, key=lambda item: -item[0]) for found in near]
+
+    @staticmethod
+    def _weigh_companions(candidates: list[Candidate], near) -> None:
+        """The words say it is with something ("the man … and the scooter he rides"): a factor in [0.5, 1.5]
+        by how surely such a thing touches each candidate, relative to the best (a pedestrian beside parked
+        scooters loses to the rider on one)."""
+        evidence = [found[0][0] if found else 0.0 for found in near]
+        best = max(evidence, default=0.0)
+        if best > 0:
+            for candidate, value in zip(candidates, evidence):
+                candidate.score *= 0.5 + value / best
+
+    @staticmethod
+    def _chosen_companions(query: Query, found) -> list[tuple[Companion, Candidate]]:
+        """The companions of a chosen candidate: per companion phrase, as many as the words say ("the two
+        people"), each detection used once."""
+        chosen, used = [], set()
+        for companion in query.companions:
+            mine = [(other, touch) for _, other, owner, touch in found if owner is companion and id(other) not in used]
+            for other, touch in mine[: companion.phrase.count or 1]:
+                other.reasons = [f"with it {touch:.2f}"]
+                chosen.append((companion, other))
+                used.add(id(other))
+        return chosen
 
     def _name(self, query: Query, candidates: list[Candidate], keyframes: Mapping[int, Image.Image]) -> None:
         """Weigh each candidate by the classifier's probability that it is what the noun names (its box
@@ -243,7 +308,8 @@ class LiteGrounder:
         similarity = query.imagenet_similarity if query.imagenet_first else query.class_similarity
         return f" ({query.noun} → {kind} {similarity:.2f})"
 
-    def _grounding(self, query: Query, chosen: list[Candidate], candidates: list[Candidate], noun: str, note: str = "") -> Grounding:
+    def _grounding(self, query: Query, chosen: list[Candidate], candidates: list[Candidate], noun: str, note: str = "",
+                   companions: Sequence[tuple[Companion, Candidate]] = ()) -> Grounding:
         prompts, objects, kind = [], {}, self._kind(query)
         if kind == "object" and chosen:  # the fallback: say what the detector took it for
             kind = chosen[0].first.class_name
@@ -253,7 +319,24 @@ class LiteGrounder:
             prompts += [ObjectPrompt(object_id, t, box=d.box, label=label, score=d.score) for t, d in sorted(candidate.detections.items())]
         details = "; ".join(f"#{i}: {c.score:.2f}" + (", " + ", ".join(c.reasons) if c.reasons else "") for i, c in enumerate(chosen, 1))
         answer = f"{note}{kind}{noun}: {len(chosen)} of {len(candidates)} candidate(s) — {details}"
+        answer += self._certainty(query, chosen)
+        for object_id, (companion, candidate) in enumerate(companions, start=len(chosen) + 1):
+            objects[object_id] = f"{companion.class_name} with it ({candidate.score:.2f})"
+            prompts += [ObjectPrompt(object_id, t, box=d.box, label=companion.class_name, score=d.score) for t, d in sorted(candidate.detections.items())]
+            read = "" if companion.phrase.noun in (companion.class_name, f"{companion.class_name}s") else f"{companion.phrase.noun} → "
+            answer += f"; and its {read}{companion.class_name} #{object_id}: {candidate.score:.2f}, " + ", ".join(candidate.reasons)
         return Grounding(answer, prompts, objects, extras={"query": query, "candidates": candidates})
+
+    def _certainty(self, query: Query, chosen: list[Candidate]) -> str:
+        """How sure the choice is, when it is not: weak detections, of a class the noun is only like."""
+        surest = max((d.score for c in chosen for d in c.detections.values()), default=0.0)
+        if not chosen or surest >= WEAK_DETECTION:
+            return ""
+        similarity = query.imagenet_similarity if query.imagenet_first else query.class_similarity
+        kind = self._kind(query)
+        article = "an" if kind[0] in "aeiou" else "a"
+        like = f'"{query.noun}" is only like {article} {kind} ({similarity:.2f}) and ' if query.noun and similarity < LOOK_ALIKE else ""
+        return f" (not sure: {like}its surest detection scores {surest:.2f})"
 
     @staticmethod
     def _salient(candidates: list[Candidate], weight: float, size: tuple[int, int], centre_scale: float | None) -> None:
@@ -276,7 +359,7 @@ class LiteGrounder:
         fallback = query.class_index is None and not query.imagenet
         if fallback and (query.noun is None or question is not None):
             return self._unknown(query)
-        candidates, per_frame = self._linked(query, keyframes, any_class=fallback)
+        candidates, per_frame, detected = self._linked(query, keyframes, any_class=fallback)
         noun, note = self._noun(query), ""
         if fallback:
             noun = ""
@@ -285,7 +368,7 @@ class LiteGrounder:
         if not seen:
             return Grounding(f"I found no {self._kind(query)}{noun} in this video, so nothing is segmented.", extras={"query": query})
         if question == "count":
-            return candidates, per_frame, noun, note
+            return candidates, per_frame, detected, noun, note
         size = next(iter(keyframes.values())).size
         # the middle says nothing when the words place the object, or ask for several
         centred = None if query.positions or query.plural else VOCABULARY["centre_scale"]
@@ -294,7 +377,7 @@ class LiteGrounder:
             query.motion = query.motion or "moving"
         self._attribute_factors(query, candidates, keyframes, size)
         candidates.sort(key=lambda c: -c.score)
-        return candidates, per_frame, noun, note
+        return candidates, per_frame, detected, noun, note
 
     def ground(self, keyframes: Mapping[int, Image.Image], instruction: str, history: Sequence[Turn] = ()) -> Grounding:
         query = self._follow_up(parse(instruction, self.matcher), history)
@@ -303,7 +386,7 @@ class LiteGrounder:
         ranked = self._ranked(query, keyframes, question)
         if isinstance(ranked, Grounding):
             return ranked
-        candidates, per_frame, noun, note = ranked
+        candidates, per_frame, detected, noun, note = ranked
         kind = self._kind(query)
         if question == "count":
             count = count_objects(per_frame)
@@ -314,8 +397,14 @@ class LiteGrounder:
             state = "moving" if speed > 0.002 else "staying mostly still"
             return Grounding(f"The {kind} is {state} ({speed * 1000:.1f}‰ of the frame diagonal per frame).",
                              extras={"query": query, "candidates": candidates})
+        near = self._companions(query, candidates, detected, next(iter(keyframes.values())).size)
+        if query.companions:
+            self._weigh_companions(candidates, near)
+            order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
+            candidates, near = [candidates[i] for i in order], [near[i] for i in order]
         chosen = [c for c in candidates if c.score >= 0.5 * candidates[0].score] if query.plural else candidates[:1]
-        return self._grounding(query, chosen, candidates, noun, note)
+        companions = self._chosen_companions(query, near[0]) if near and not query.plural else []
+        return self._grounding(query, chosen, candidates, noun, note, companions)
 
     def candidates(self, keyframes: Mapping[int, Image.Image], phrase: str, history: Sequence[Turn] = (), limit: int = 5) -> Grounding:
         """Every candidate for a short phrase (best first, at most `limit`), each one object: what an
@@ -324,7 +413,7 @@ class LiteGrounder:
         ranked = self._ranked(query, keyframes)
         if isinstance(ranked, Grounding):
             return ranked
-        candidates, _, noun, note = ranked
+        candidates, _, _, noun, note = ranked
         return self._grounding(query, candidates[:limit], candidates, noun, note)
 
     def verify(self, masked_keyframes: Mapping[int, Image.Image], instruction: str, grounding: Grounding) -> Verdict:

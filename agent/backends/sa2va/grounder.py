@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from agent.backends.sa2va import region_prompts
+from agent.backends.sa2va.internvl import IMG_CONTEXT, INTERNVL
 from agent.grounder.protocol import Grounding, ObjectPrompt, Thought, Turn, Verdict
 from agent.prompts import render
 
@@ -44,6 +46,7 @@ class Sa2VAOutput:
     answer: str
     seg_hidden: torch.Tensor  # [num_seg, d]
     seg_embedding: torch.Tensor  # [num_seg, sam2 dim]
+    answer_logits: torch.Tensor | None = None  # [answer tokens, vocab]: row k predicted token k (when recorded)
 
 
 class Sa2VAGrounder:
@@ -55,7 +58,10 @@ class Sa2VAGrounder:
         self.projector = projector
         self.family = family
         self.max_new_tokens = max_new_tokens
-        # Forced answers per step ("segment", "reason", "verify"): teacher forcing for evaluation,
+        # Keep the answer's raw logits in the output (answer tokens × vocabulary floats: for checks against
+        # the official code's, not needed to answer).
+        self.record_logits = False
+        # Forced answers per step ("segment", "reason", "verify", "describe"): teacher forcing for evaluation,
         # training and tests with models that cannot answer (random weights).
         self.teacher = dict(teacher or {})
         if answer is not None:
@@ -73,10 +79,32 @@ class Sa2VAGrounder:
     def device(self) -> torch.device:
         return next(self.vlm.parameters()).device
 
-    def prompt_inputs(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = (), system: str | None = None):
-        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in self.inputs(frames, text, history, system).items()}
+    @property
+    def supports_region_prompts(self) -> bool:
+        """Whether `describe` takes region masks: the official code has them for the InternVL family only."""
+        return self.family == INTERNVL.name
+
+    def prompt_inputs(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = (), system: str | None = None,
+                      **options):
+        """The model's inputs; `options` go to the family's input builder (InternVL: `regions`)."""
+        built = self.inputs(frames, text, history, system, **options)
+        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in built.items()}
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.vlm.dtype)
+        return inputs
+
+    def _encode_images(self, inputs: dict, regions: region_prompts.RegionPrompts | None) -> dict:
+        """InternVL: the image features computed here, region features appended, and checked against the
+        prompt's placeholders, so that a mismatch is refused (region_prompts.py); other families unchanged."""
+        if not self.supports_region_prompts or "pixel_values" not in inputs:
+            return inputs
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        inputs = dict(inputs)
+        tiles = self.vlm.get_image_features(pixel_values=inputs.pop("pixel_values"), return_dict=True).pooler_output
+        features = region_prompts.context_features(tiles, regions)
+        region_prompts.check_context_tokens(inputs["input_ids"], self.inputs.image_token_id, features.shape[1])
+        inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=features)}
         return inputs
 
     def _append(self, inputs, answer_ids: torch.Tensor) -> dict:
@@ -93,9 +121,11 @@ class Sa2VAGrounder:
 
     @torch.inference_mode()
     def run(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = (), answer: str | None = None,
-            system: str | None = None) -> Sa2VAOutput:
-        """Answer `text` about `frames` (greedy), or take `answer` as given (teacher forcing)."""
-        inputs = self.prompt_inputs(frames, text, history, system)
+            system: str | None = None, regions: region_prompts.RegionPrompts | None = None) -> Sa2VAOutput:
+        """Answer `text` about `frames` (greedy), or take `answer` as given (teacher forcing). `regions`:
+        region prompts on a single image (InternVL family; see `describe`)."""
+        options = {"regions": regions.text(IMG_CONTEXT)} if regions is not None and len(regions.grid) else {}
+        inputs = self._encode_images(self.prompt_inputs(frames, text, history, system, **options), regions)
         tokenizer = self.tokenizer
         if answer is None:
             generated = self.vlm.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
@@ -104,7 +134,10 @@ class Sa2VAGrounder:
         else:
             answer_ids = tokenizer(answer + self.end_token, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
         full = self._append(inputs, answer_ids)
-        hidden = self.vlm(**full, output_hidden_states=True).hidden_states[-1][0]
+        # logits at the last prompt position and at each answer token but the last: one row per answer token
+        forward = self.vlm(**full, output_hidden_states=True, logits_to_keep=len(answer_ids) + 1)
+        hidden = forward.hidden_states[-1][0]
+        logits = forward.logits[0, :-1].float().cpu() if self.record_logits else None
         positions = (full["input_ids"][0] == self.seg_token_id).nonzero()[:, 0]
         positions = positions[positions >= inputs["input_ids"].shape[1]]  # [SEG]s of this answer only
         seg_hidden = hidden[positions].float()
@@ -113,19 +146,47 @@ class Sa2VAGrounder:
         for token in (self.end_token, tokenizer.pad_token):
             if token:
                 text_out = text_out.replace(token, "")
-        return Sa2VAOutput(text_out.strip(), seg_hidden.cpu(), seg_embedding.cpu())
+        return Sa2VAOutput(text_out.strip(), seg_hidden.cpu(), seg_embedding.cpu(), logits)
 
-    def ground(self, keyframes: Mapping[int, Image.Image], instruction: str, history: Sequence[Turn] = (), answer: str | None = None) -> Grounding:
-        indices = sorted(keyframes)
-        text = as_request(instruction, self.family)
-        out = self.run([keyframes[i] for i in indices], text, history, answer or self.teacher.get("segment"))
+    @staticmethod
+    def _grounding(out: Sa2VAOutput, indices: Sequence[int], text: str, **extras) -> Grounding:
+        """Each `[SEG]` of the answer as one object, prompted on every frame of `indices`."""
         objects = {n + 1: f"{SEG_TOKEN} #{n + 1} of the answer" for n in range(len(out.seg_embedding))}
         prompts = [
             ObjectPrompt(object_id=n + 1, frame_index=t, embedding=out.seg_embedding[n])
             for n in range(len(out.seg_embedding))
             for t in indices
         ]
-        return Grounding(out.answer, prompts, objects, extras={"seg_hidden": out.seg_hidden, "seg_embedding": out.seg_embedding, "request": text})
+        extras = {"seg_hidden": out.seg_hidden, "seg_embedding": out.seg_embedding, "request": text, **extras}
+        if out.answer_logits is not None:
+            extras["answer_logits"] = out.answer_logits
+        return Grounding(out.answer, prompts, objects, extras=extras)
+
+    def ground(self, keyframes: Mapping[int, Image.Image], instruction: str, history: Sequence[Turn] = (), answer: str | None = None) -> Grounding:
+        indices = sorted(keyframes)
+        text = as_request(instruction, self.family)
+        out = self.run([keyframes[i] for i in indices], text, history, answer or self.teacher.get("segment"))
+        return self._grounding(out, indices, text)
+
+    def describe(self, image: Image.Image, region_masks, question: str, answer: str | None = None) -> Grounding:
+        """Answer `question` about one image and the regions marked on it, as the official single-image
+        inference with `mask_prompts` does (InternVL family only; region_prompts.py).
+
+        `region_masks`: one mask per region (bool or 0/non-zero, the image's height × width; a list or an
+        [n, H, W] array; empty: a plain question about the image). The question names them "region1",
+        "region2", …. `answer` forces the answer (default: the "describe" teacher answer, else greedy).
+        Returns a Grounding: the answer, one object per `[SEG]` prompted on frame 0, and in `extras`
+        `region_pixels` (features the model saw per region), `empty_regions` (region numbers it saw nothing
+        of) and `notes` (what a trace should say). Raises `RegionPromptsUnsupported` for other families and
+        UserError for masks that do not fit the image or a question that breaks the image placeholders."""
+        if not self.supports_region_prompts:
+            raise region_prompts.RegionPromptsUnsupported(self.family)
+        image = image.convert("RGB")
+        regions = region_prompts.region_prompts(region_masks, image.size, self.inputs.feature_grid)
+        text = question.replace("<image>", "").strip()
+        out = self.run([image], text, answer=answer or self.teacher.get("describe"), regions=regions)
+        return self._grounding(out, [0], text, region_pixels=regions.pixels, empty_regions=regions.empty,
+                               notes=regions.notes(), region_grid=regions.grid)
 
     def reason(self, keyframes: Mapping[int, Image.Image], instruction: str, history: Sequence[Turn] = (), feedback: str | None = None) -> Thought:
         """Think in text first; the expression settled on is what gets grounded."""

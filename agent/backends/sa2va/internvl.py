@@ -8,6 +8,7 @@ loading (dtype, device_map, bitsandbytes) and `save_pretrained` writes the offic
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -136,11 +137,19 @@ class InternVLInputs:
         out = self.images([frame.convert("RGB") for frame in frames], crop_to_patches=tiling, return_tensors="pt")
         return out["pixel_values"]
 
-    def __call__(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = (), system: str | None = None) -> dict:
+    @property
+    def feature_grid(self) -> int:
+        """Side of a tile's feature grid (16 for 448² tiles): region masks are sampled on it."""
+        return math.isqrt(self.tokens_per_tile)
+
+    def __call__(self, frames: Sequence[Image.Image], text: str, history: Sequence[Turn] = (), system: str | None = None,
+                 regions: str = "") -> dict:
+        """`regions`: the region list of a single image (region_prompts.py), put right after its image block."""
         pixel_values = self.tiles(frames) if frames else None
         # one <img> span per video frame; a single image's tiles and thumbnail share one span
         spans = [len(pixel_values)] if len(frames) == 1 else [1] * len(frames)
         images = "\n".join(f"{IMG_START}{IMG_CONTEXT * self.tokens_per_tile * n}{IMG_END}" for n in spans) if frames else ""
+        images += regions
         messages = [{"role": "system", "content": system}] if system else []
         for n, turn in enumerate([*history, Turn("user", text)]):
             content = turn.text.replace("<image>", "")

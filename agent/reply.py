@@ -17,7 +17,7 @@ from agent.trace import Step
 from agent.video.source import VideoSource
 from agent.writers.overlay import draw_overlay
 from agent.writers.palette import label_map
-from agent.writers.rle import decode_rle, encode_rle
+from agent.masks import decode_rle, encode_rle
 
 
 @dataclass
@@ -67,16 +67,21 @@ class Reply:
         from agent.writers.output import SegmentationWriter
 
         with SegmentationWriter(out, self.video, self.question, overwrite=overwrite, overlay=overlay) as writer:
-            for index, image in self.video.frames():
-                writer.write(FrameMasks(index, self.masks(index), image=image))
-            meta = {
-                "input": str(self.video.path) if self.video.path else "in-memory",
-                "instruction": self.question, "answer": self.answer, "mode": self.mode, "keyframes": self.keyframes,
-                "objects": [{"id": i, "produced_by": d} for i, d in sorted(self.objects.items())],
-                "trace": self._trace_record(writer.tmp),
-                **self.provenance,
-            } | (meta or {})
-            return writer.finish(meta)
+            return self.write(writer, meta)
+
+    def write(self, writer, meta: dict | None = None) -> Path:
+        """Every frame into an open `SegmentationWriter`, then result.json; the folder moves into place."""
+        for index, image in self.video.frames():
+            writer.write(FrameMasks(index, self.masks(index), image=image))
+        meta = {
+            "input": str(self.video.path) if self.video.path else "in-memory",
+            "instruction": self.question, "answer": self.answer, "mode": self.mode,
+            "num_frames": len(self.video), "frame_size": list(self.video.size), "fps": self.video.fps, "keyframes": self.keyframes,
+            "objects": [{"id": i, "produced_by": d} for i, d in sorted(self.objects.items())],
+            "trace": self._trace_record(writer.tmp),
+            **self.provenance,
+        } | (meta or {})
+        return writer.finish(meta)
 
     def _trace_record(self, folder: Path) -> list[dict]:
         """The trace for result.json: a planner's calls with their arguments and results, and the

@@ -1,4 +1,5 @@
-"""COCO run-length encoding through pycocotools."""
+"""Masks as data, below every layer that uses them: COCO run-length encoding (pycocotools), a mask's box, and
+IoU — one function, with the benchmark metric's convention (J: two empty masks agree fully)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,9 @@ def mask_bbox(mask: np.ndarray) -> list[int] | None:
     if len(xs) == 0:
         return None
     return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks; 1.0 when both are empty (DAVIS J's convention)."""
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 1.0
