@@ -180,10 +180,12 @@ def test_a_session_on_a_long_video_keeps_memory_flat_and_shows_progress(qwen25_f
         if done in (500, 2999):
             rss[done] = resident_mib()
 
-    session = Assistant(backend).open(Squares(3000, size=(160, 120)), progress=progress)
+    cache_mb = 8  # the session's feature cache is bounded: memory grows by at most that much (the default is 256)
+    session = Assistant(backend).open(Squares(3000, size=(160, 120)), progress=progress, feature_cache_mb=cache_mb)
     reply = session.ask("the red square", mode="direct")
     assert seen[-1] == (3000, 3000, "track") and len(seen) == 3000
     last = reply.masks(2999)  # the last frame's mask kept, as RLE of the frame's size
     assert list(last) == [1] and last[1].shape == (120, 160) and reply.area(1, 2999) == np.count_nonzero(last[1])
     # every frame kept decoded (160×120 RGB images and masks) would add over 50 MiB
-    assert rss[2999] - rss[500] < 25, rss
+    assert rss[2999] - rss[500] < 25 + cache_mb, rss
+    assert 0 < session.feature_cache.bytes <= cache_mb * 2**20
