@@ -75,7 +75,7 @@ class Reply:
             writer.write(FrameMasks(index, self.masks(index), image=image))
         meta = {
             "input": str(self.video.path) if self.video.path else "in-memory",
-            "instruction": self.question, "answer": self.answer, "mode": self.mode,
+            "instruction": self.question or None, "answer": self.answer, "mode": self.mode,  # None: prompts only
             "num_frames": len(self.video), "frame_size": list(self.video.size), "fps": self.video.fps, "keyframes": self.keyframes,
             "objects": [{"id": i, "produced_by": d} for i, d in sorted(self.objects.items())],
             "trace": self._trace_record(writer.tmp),

@@ -14,7 +14,7 @@ def score_checkpoint(checkpoint: Path, root: Path, out: Path, answer: str = "Sur
     from agent.evaluation.runner import EvalJob, run_evaluation
 
     backend = load_sa2va(str(checkpoint), "cpu", answer=answer, keyframes=keyframes)
-    job = EvalJob(str(root), "generic", None, "sa2va", str(out), model=str(checkpoint))
+    job = EvalJob(str(root), "generic", None, "sa2va", str(out), model=str(checkpoint), mode="direct")  # the answer is forced
     report = run_evaluation(job, backend=backend, progress=False)
     return {
         "JF": report["overall"]["JF"],
