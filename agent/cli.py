@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--answer", help=argparse.SUPPRESS)
     chat.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    from agent import cli_describe
+
+    cli_describe.add_parser(sub, _add_backend_options)
+
     score = sub.add_parser("score", help="score palette masks against ground truth (DAVIS J, F, J&F)")
     score.add_argument("gt_root", help="folder with Annotations/<video>/<frame>.png")
     score.add_argument("pred_root", help="folder with <video>/<frame>.png (same object ids; a missing frame is empty)")
@@ -250,6 +254,12 @@ def _chat(args: argparse.Namespace) -> int:
     name, device = _checked_backend(args)
     assistant = Assistant.load(name, args.model, device, planner=planner, **_backend_options(args))
     return run_chat(assistant.open(video, feature_cache_mb=args.feature_cache_mb), mode=mode)
+
+
+def _describe(args: argparse.Namespace) -> int:
+    from agent import cli_describe
+
+    return cli_describe.run(args, _checked_backend, _backend_options)
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -384,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"segment": _segment, "chat": _chat, "score": _score, "eval": _eval, "weights": _weights, "backends": _backends,
-                    "train": _train, "synth": _synth, "serve": _serve, "batch": _batch}
+                    "train": _train, "synth": _synth, "serve": _serve, "batch": _batch, "describe": _describe}
         return commands[args.command](args)
     except UserError as exc:
         if args.debug:

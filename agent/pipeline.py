@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from agent.backends.base import Backend
 from agent.errors import UserError
+from agent.grounder.object_facts import FACTS_SETTINGS, best_views, measure
 from agent.grounder.protocol import Grounding, ObjectPrompt, Turn, Verdict
 from agent.planner import PlannerClient, run_planner
 from agent.planner.candidates import Candidates, collect
@@ -37,6 +38,7 @@ from agent.video.source import VideoSource
 from agent.writers.overlay import draw_overlay
 from agent.writers.palette import label_map
 from agent.masks import encode_rle
+from agent.prompts import render
 
 # True: a progress bar (terminal or notebook); a callable: called with (frames done, frames in all, what)
 Progress = Union[bool, Callable[[int, int, str], None]]
@@ -89,6 +91,24 @@ def with_visual_prompts(grounding: Grounding, prompts: Sequence[ObjectPrompt]) -
         objects[new] = f"{kind} prompt"
     answer = grounding.answer or (f"Tracking {len(person)} object(s) from your prompts." if person else "")
     return replace(grounding, answer=answer, prompts=[*base, *extra], objects=objects)
+
+
+def take_instances(reply: Reply, grounding: Grounding, found: dict[int, int]) -> None:
+    """A concept prompt stands for every instance of its phrase, and the tracker found and numbered them: the reply's
+    objects are those instances (in place of the prompt; each on every frame, empty where it is not output, as other
+    trackers give them), each with the prompt that found it, and the answer says how many there are."""
+    concepts = {p.object_id: p for p in grounding.prompts if p.concept}
+    reply.objects = {i: d for i, d in grounding.objects.items() if i not in concepts}
+    reply.objects |= {i: grounding.objects.get(c, concepts[c].label or "") for i, c in sorted(found.items())}
+    reply.prompts = [p for p in grounding.prompts if not p.concept] + [replace(concepts[c], object_id=i) for i, c in sorted(found.items())]
+    empty = encode_rle(np.zeros(reply.video.size[::-1], bool))
+    for masks in reply._rle:
+        for i in found:
+            masks.setdefault(i, dict(empty))
+    counts = {c: sum(1 for owner in found.values() if owner == c) for c in concepts}
+    reply.answer = " ".join(
+        f'Found {n} instance{"s" if n != 1 else ""} of "{concepts[c].label}".' if n else f'There is no "{concepts[c].label}" in the video.'
+        for c, n in counts.items())
 
 
 class Pipeline:
@@ -177,12 +197,17 @@ class Pipeline:
             return reply, {}
         own = {p.object_id for p in grounding.prompts[: len(grounded.prompts)]}  # the grounder's (a person's come after)
         keyframe_masks: dict[int, dict[int, np.ndarray]] = {}
+        found: dict[int, int] = {}  # instances a tracker found for concept prompts → the prompt's id
         for frame in self.track(grounding.prompts) if tracked is None else tracked:
             reply._rle.append({i: encode_rle(m) for i, m in frame.masks.items()})
+            found.update(frame.found)
+            own.update(frame.found)
             if frame.frame_index in self.keyframes:
                 keyframe_masks[frame.frame_index] = {i: m for i, m in frame.masks.items() if i in own}
         reply.objects = dict(grounding.objects)
         reply.prompts = list(grounding.prompts)
+        if tracked is None and any(p.concept for p in grounding.prompts):  # (tracks given: their objects are known)
+            take_instances(reply, grounding, found)
         trace.append(Step("track", f"tracked {len(reply.objects)} object(s) through {len(reply._rle)} frames"))
         return reply, keyframe_masks
 
@@ -199,7 +224,7 @@ class Pipeline:
     def _direct(self, request: Request, trace: list[Step], mode: str) -> tuple[Reply, Verdict | None]:
         question = request.instruction
         grounding = self.backend.grounder.ground(self.keyframes, question, self.history)
-        trace.append(Step("ground", grounding.answer, {"objects": len(grounding.objects)}))
+        trace.append(Step("ground", grounding.extras.get("details", grounding.answer), {"objects": len(grounding.objects)}))
         reply, keyframe_masks = self._materialize(question, grounding, trace, mode, request.prompts)
         verdict = self._verify(question, grounding, keyframe_masks, trace) if mode == "auto" else None
         return reply, verdict
@@ -220,7 +245,7 @@ class Pipeline:
             elif attempt == 0:
                 trace.append(Step("reason", "this backend has no language model to reason with: grounding the instruction as written"))
             grounding = self.backend.grounder.ground(self.keyframes, expression, self.history)
-            trace.append(Step("ground", grounding.answer, {"expression": expression, "objects": len(grounding.objects)}))
+            trace.append(Step("ground", grounding.extras.get("details", grounding.answer), {"expression": expression, "objects": len(grounding.objects)}))
             reply, keyframe_masks = self._materialize(question, grounding, trace, "reasoning", request.prompts)
             if not grounding.prompts:
                 return reply  # no object is an ordinary outcome, not a failure
@@ -234,6 +259,53 @@ class Pipeline:
             if attempt < request.max_retries:
                 trace.append(Step("retry", f"verification said: {verdict.text}"))
         reply.answer += NOT_VERIFIED
+        return reply
+
+    # --- the other direction: words about objects ---------------------------------------------
+    def describe(self, masks: Sequence[np.ndarray | None], question: str | None = None, object_id: int = 1,
+                 name: str | None = None) -> Reply:
+        """Words about the object whose mask on frame t is `masks[t]` (a track: nothing is tracked again):
+        what it measures (agent.grounder.object_facts), then the grounder's `describe_object` on the frames
+        where it is seen best. `question`: what to answer about it (default: a description)."""
+        describe = getattr(self.backend.grounder, "describe_object", None)
+        if describe is None:
+            raise UserError(f"the {self.backend.name} backend cannot describe objects; use --backend lite or sa2va")
+        if len(masks) != len(self.video):
+            raise UserError(f"the object has masks for {len(masks)} frames but the video has {len(self.video)}; "
+                            "give the masks of this video")
+        if not any(m is not None and m.any() for m in masks):
+            raise UserError(f"object {object_id} is not seen on any frame (its masks are empty), so there is nothing to describe")
+        question = question.strip() or None if question else None
+        facts = measure(self.video.frames(), masks)
+        views = {t: (self.video.frame(t), masks[t]) for t in best_views(masks)}
+        description = describe(views, facts, question)
+        record = {"object": object_id, "question": question, "answer": description.text, "frames": description.frames,
+                  "name": description.name, "facts": facts.record(), "facts_settings": FACTS_SETTINGS,
+                  "details": description.details}
+        trace = [Step("describe", description.text, {"object": object_id, "frames": description.frames})]
+        empty = np.zeros(self.video.size[::-1], bool)
+        reply = Reply(question or "", description.text, self.video, {object_id: name or description.name or f"object {object_id}"},
+                      keyframes=description.frames, trace=trace, mode="describe", provenance=self.provenance(),
+                      details={"description": record})
+        for mask in masks:
+            reply.add_frame({object_id: empty if mask is None else mask})
+        return reply
+
+    def caption(self) -> Reply:
+        """A grounded caption of the video: its phrases linked to objects, each tracked (Sa2VA's grounded
+        conversation generation: `<p>phrase</p> [SEG]`, asked with the `caption` prompt, its official wording)."""
+        trace: list[Step] = []
+        grounder, question = self.backend.grounder, render("caption")
+        caption = getattr(grounder, "caption", None)
+        grounding = caption(self.keyframes) if caption is not None else grounder.ground(self.keyframes, question, self.history)
+        trace.append(Step("ground", grounding.extras.get("details", grounding.answer), {"objects": len(grounding.objects), "caption": True}))
+        reply, _ = self._materialize(question, grounding, trace, "caption")
+        numbers = {old: new for new, old in enumerate(sorted({*grounding.objects, *(p.object_id for p in grounding.prompts)}), 1)}
+        phrases = grounding.extras.get("phrases") or {}
+        reply.answer = grounding.extras.get("caption", grounding.answer)  # as a person reads it (the model's own: the trace)
+        reply.details["caption"] = {"text": reply.answer,
+                                    "phrases": [{"phrase": phrase, "object": numbers[i]} for i, phrase in sorted(phrases.items()) if i in numbers]}
+        trace.append(Step("answer", reply.answer))
         return reply
 
     # --- candidates first, then a choice (the planner's tools) ---------------------------------

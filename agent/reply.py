@@ -31,6 +31,8 @@ class Reply:
     mode: str = "direct"
     prompts: list[ObjectPrompt] = field(default_factory=list, repr=False)  # what found each object (by its id)
     provenance: dict[str, Any] = field(default_factory=dict, repr=False)  # version, backend, options, settings (Session.provenance)
+    # more of the answer, each a result.json field: "description" (Pipeline.describe), "caption" (phrase → object)
+    details: dict[str, Any] = field(default_factory=dict, repr=False)
     _rle: list[dict[int, dict]] = field(default_factory=list, repr=False)  # per frame: object id → RLE
 
     @property
@@ -79,6 +81,7 @@ class Reply:
             "num_frames": len(self.video), "frame_size": list(self.video.size), "fps": self.video.fps, "keyframes": self.keyframes,
             "objects": [{"id": i, "produced_by": d} for i, d in sorted(self.objects.items())],
             "trace": self._trace_record(writer.tmp),
+            **self.details,
             **self.provenance,
         } | (meta or {})
         return writer.finish(meta)

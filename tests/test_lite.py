@@ -89,7 +89,8 @@ def test_grounding_picks_the_referred_object(lite, refdavis, refdavis_meta, vide
     keyframes = source.read_many(select_keyframes(len(source), 5))
     text = refdavis_meta["videos"][video]["expressions"]["0"]["exp"]
     grounding = lite.grounder.ground(keyframes, text)
-    assert list(grounding.objects) == [1] and grounding.answer.startswith(EXPECTED_CLASS[video])
+    assert list(grounding.objects) == [1] and grounding.extras["details"].startswith(EXPECTED_CLASS[video])  # the trace's line
+    assert grounding.answer.startswith("I found the ")  # the answer is a sentence
     first = min(grounding.prompts, key=lambda p: p.frame_index)
     assert lies_on(first.box, gt_box(refdavis, video, source.frame_names[first.frame_index]))
 

@@ -16,6 +16,8 @@ from PIL import Image
 
 from agent.errors import UserError
 from agent.pipeline import segment
+from agent.reply import Reply
+from agent.video import VideoSource
 from agent.serve import server
 from agent.serve.server import ServeOptions, check_options, find_examples
 from agent.serve.workspace import FRAME_VIEWS_KEPT, Cancelled, Limits, Workspace
@@ -325,3 +327,30 @@ def test_a_backend_that_is_not_thread_safe_runs_one_job_at_a_time(lite_assistant
     app = App(lite_assistant, Limits(), {}, idle_seconds=60, max_sessions=2)
     # the first job waits for a second that cannot start until it ends; then the second finds the wait given up
     assert overlapping_asks(app, short_clip, timeout=5) == {"first": "serialised", "second": "serialised"}
+
+
+def test_the_page_describes_an_object_and_answers_questions_about_it_in_the_chat(lite_assistant, short_clip):
+    ws = new_workspace(lite_assistant)
+    ws.open_upload(short_clip)
+    ws.ask("a black swan", "direct")
+    overlay = ws.render()
+    described = ws.describe(1, "")
+    assert described.mode == "describe" and ws.messages[-2]["content"] == "Describe object 1."
+    assert ws.messages[-1]["content"] == described.answer and "bird" in described.answer
+    asked = ws.ask("where is it?", "auto")  # a question about the object, from its track
+    assert asked.mode == "describe" and "of the frame" in ws.messages[-1]["content"]
+    assert ws.render() == overlay  # nothing was tracked again: the overlay stands
+    with pytest.raises(UserError, match="no object 4"):
+        ws.describe(4, "")
+    ws.close()
+
+
+def test_a_caption_shows_each_phrase_in_its_objects_colour():
+    from agent.serve.workspace import PALETTE, caption_html
+
+    reply = Reply("caption", "<p>A man</p> [SEG] walks <p>a dog</p> [SEG].", VideoSource.open(np.zeros((4, 6, 3), np.uint8)),
+                  details={"caption": {"text": "A man walks a dog <b>.", "phrases": [{"phrase": "A man", "object": 1}, {"phrase": "a dog", "object": 2}]}})
+    shown = caption_html(reply)
+    red, green, blue = PALETTE[2]
+    assert shown.startswith('<span style="color: rgb(') and "</span> (#1) walks " in shown
+    assert f'color: rgb({red}, {green}, {blue}); font-weight: bold">a dog</span> (#2)' in shown and shown.endswith(" &lt;b&gt;.")

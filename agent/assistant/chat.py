@@ -1,7 +1,7 @@
 """`rvos chat VIDEO`: a conversation in the terminal (line editing and history where readline exists).
 
 Commands: /save DIR, /show (writes and opens the last reply's overlay), /mode auto|direct|reasoning|planner,
-/trace, /reset, /quit; visual prompts: /point X,Y[,+|-][@FRAME] [ID] (clicks, several separated by
+/trace, /reset, /quit; /describe ID [QUESTION] (words about an object), /caption (a grounded caption); visual prompts: /point X,Y[,+|-][@FRAME] [ID] (clicks, several separated by
 spaces), /box X0,Y0,X1,Y1[@FRAME] [ID] (a new object, or a correction of object ID), /remove ID,
 /objects. Works with piped input (each line is one turn), which is how tests drive it.
 """
@@ -19,7 +19,7 @@ from agent.pipeline import DEFAULT_MODE
 from agent.errors import UserError
 from agent.visual_syntax import parse_box, parse_point
 
-HELP = ("commands: /save DIR  /show  /mode auto|direct|reasoning|planner  /trace  /reset  /quit\n"
+HELP = ("commands: /save DIR  /show  /mode auto|direct|reasoning|planner  /trace  /reset  /quit  /describe ID [QUESTION]  /caption\n"
         "          /point X,Y[,+|-][@FRAME] … [ID]  /box X0,Y0,X1,Y1[@FRAME] [ID]  /remove ID  /objects")
 
 
@@ -112,6 +112,14 @@ def run_chat(session: Session, mode: str = DEFAULT_MODE, lines=None, out=print) 
                     out(f"  {step}")
             elif command in ("/point", "/box", "/remove"):
                 reply = _visual(session, command, argument)
+                out(f"rvos> {reply.answer}\n      [{_objects(reply)}]")
+            elif command == "/describe":
+                number, _, asked = argument.strip().partition(" ")
+                if not number.lstrip("#").isdigit():
+                    raise UserError("/describe ID [QUESTION]: the id of the object (see /objects), then what to ask about it")
+                out(f"rvos> {session.describe(int(number.lstrip('#')), asked.strip() or None).answer}")
+            elif command == "/caption":
+                reply = session.caption()
                 out(f"rvos> {reply.answer}\n      [{_objects(reply)}]")
             elif command == "/objects":
                 out("      " + (", ".join(f"#{i} {o.description}" for i, o in sorted(session.objects.objects.items())) or "no objects yet"))

@@ -19,6 +19,7 @@ class SessionObject:
     prompts: dict[int, ObjectPrompt] = field(default_factory=dict)  # frame → everything said about it there
     corrected: bool = False  # a person prompted it: a later grounding does not overwrite its masks
     named: bool = False  # a person named it: a later grounding keeps the name
+    asked: str = ""  # the words that found it (a later question may name it by them: "what is the swan doing?")
 
     @property
     def label(self) -> str | None:

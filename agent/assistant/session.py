@@ -18,6 +18,7 @@ from agent.assistant.objects import ObjectStore, SessionObject
 from agent.backends.base import Backend
 from agent.errors import UserError
 from agent.grounder.protocol import ObjectPrompt, Turn
+from agent.grounder.questions import is_question, named_objects, question_kind, refers_by_pronoun
 from agent.grounder.visual import POSITIVE, check_box, check_frame, check_mask, check_points
 from agent.pipeline import DEFAULT_MODE, DEFAULT_RETRIES, MODES, Pipeline, Progress, Request, check_instruction
 from agent.planner.candidates import Candidates
@@ -27,6 +28,10 @@ from agent.trace import Step
 from agent.masks import decode_rle, encode_rle, mask_iou
 
 __all__ = ["MODES", "Assistant", "Session"]
+
+# words of a question that name no object (the rest are matched against the objects' names)
+QUESTION_WORDS = {"what", "which", "who", "where", "when", "how", "is", "are", "was", "does", "do", "doing", "the", "a", "an",
+                  "this", "that", "it", "its", "of", "in", "on", "to", "going", "moving", "visible", "seen", "describe", "kind", ""}
 
 SAME_OBJECT_IOU = 0.5  # mean keyframe IoU above which a new mask is an earlier turn's object
 MEET_IOU = 0.9  # a re-track going back towards an earlier prompt stops where it agrees this well with the old track
@@ -71,6 +76,7 @@ class Session:
         self.history: list[Turn] = self.pipeline.history  # one list: the pipeline grounds with the conversation's turns
         self.replies: list[Reply] = []
         self.objects = ObjectStore(len(self.video))
+        self.focus: int | None = None  # the object the conversation is about ("where is it?")
 
     @property
     def feature_cache(self) -> FeatureCache | None:
@@ -93,6 +99,7 @@ class Session:
         self.history.clear()
         self.replies.clear()
         self.objects = ObjectStore(len(self.video))
+        self.focus = None
 
     def provenance(self) -> dict[str, Any]:
         return self.pipeline.provenance()
@@ -103,12 +110,58 @@ class Session:
         """Ask about the video; follow-ups see the earlier turns. `prompts`: a person's masks, boxes or clicks, each
         one more object tracked with what the words find (as `rvos segment --mask/--box/--point` does)."""
         question = check_instruction(question)
+        about = None if prompts else self._object_asked_about(question)
+        if about is not None:  # a question about an object the session already tracks: answered from its track
+            return about()
         reply = self.pipeline.run(Request(question, tuple(prompts), mode, max_retries))
+        return self._joined(question, reply)
+
+    def describe(self, object_id: int, question: str | None = None) -> Reply:
+        """Words about an object the session tracks (what it is, where, what it is doing, when it is seen), or the
+        answer to `question` about it, from its track as it stands (corrections included); nothing is tracked again."""
+        obj = self.objects.get(object_id)
+        masks = [self.objects.mask(object_id, t) for t in range(len(self.video))]
+        reply = self.pipeline.describe(masks, question, object_id, obj.description)
+        self.focus = object_id
+        self.history += [Turn("user", question or f"describe object {object_id}"), Turn("assistant", reply.answer)]
+        self.replies.append(reply)
+        return reply
+
+    def caption(self) -> Reply:
+        """A grounded caption of the video; each phrase's object joins the session (Pipeline.caption)."""
+        reply = self.pipeline.caption()
+        return self._joined(reply.question, reply)
+
+    def _joined(self, question: str, reply: Reply) -> Reply:
         self._match_earlier_objects(reply)
         self._keep(reply)
+        if len(reply.objects) == 1:
+            self.focus = next(iter(reply.objects))  # what "it" means in the next question
         self.history += [Turn("user", question), Turn("assistant", reply.answer)]
         self.replies.append(reply)
         return reply
+
+    def _object_asked_about(self, question: str):
+        """When `question` asks about objects the session has ("what is object 2 doing?", "where is it?", "what is the
+        dog doing?", "how many objects are there?"), what answers it; None for anything else (it is grounded)."""
+        known = self.objects.objects
+        if not known or not is_question(question):  # "the car moving left" is a request, even with a car in the session
+            return None
+        kind, named = question_kind(question), [i for i in named_objects(question) if i in known]
+        if kind == "count" and "object" in question.lower():
+            listed = ", ".join(f"#{i} {o.description}" for i, o in sorted(known.items()))
+            return lambda: self._state_reply(question, f"I am following {len(known)} object(s): {listed}.", [Step("count", listed)])
+        if named:
+            return lambda: self.describe(named[0], question)
+        if kind in (None, "count"):
+            return None
+        if refers_by_pronoun(question) and self.focus in known:
+            return lambda: self.describe(self.focus, question)
+        words = {w.strip(".,!?'\"") for w in question.lower().split()} - QUESTION_WORDS
+        by_name = [i for i, o in known.items() if words & set(f"{o.description} {o.label or ''} {o.asked}".lower().replace(",", " ").split())]
+        if len(by_name) == 1:
+            return lambda: self.describe(by_name[0], question)
+        return None
 
     def find(self, phrase: str, limit: int = 5) -> Candidates:
         """Every candidate the backend sees for a short phrase (the planner's tool); nothing is kept until `choose`."""
@@ -148,6 +201,8 @@ class Session:
         reply._rle = [{mapping[i]: rle for i, rle in masks.items()} for masks in reply._rle]
         reply.objects = {mapping[i]: d for i, d in reply.objects.items()}
         reply.prompts = [replace(p, object_id=mapping[p.object_id]) for p in reply.prompts]
+        for link in reply.details.get("caption", {}).get("phrases", []):
+            link["object"] = mapping.get(link["object"], link["object"])
         moved = ", ".join(f"{old} → {new}" for old, new in mapping.items() if old != new)
         reply.trace.insert(len(reply.trace) - 1, Step("match", f"objects numbered as in the earlier turns: {moved}", {"ids": mapping}))
 
@@ -162,7 +217,8 @@ class Session:
                 continue
             prompts = {p.frame_index: p for p in reply.prompts if p.object_id == object_id}
             named = known is not None and known.named
-            self.objects.objects[object_id] = SessionObject(object_id, known.description if named else description, prompts, named=named)
+            self.objects.objects[object_id] = SessionObject(object_id, known.description if named else description, prompts, named=named,
+                                                            asked=reply.question)
             for masks, stored in zip(reply._rle, self.objects.frames):
                 stored[object_id] = masks[object_id]
 

@@ -42,6 +42,9 @@ class ObjectPrompt:
     # who made it: "grounder" (the model, from words) or "person" (a click, box or mask given by hand; a dataset's
     # annotation counts as one). A tracker may grow a grounder's box like a detection, never a person's.
     source: str = "grounder"
+    # True: `label` is a concept (a noun phrase) and the prompt stands for every instance of it; a tracker that
+    # detects (sam3) finds the instances itself and gives each its own object id (`FrameMasks.found`)
+    concept: bool = False
 
     def at(self, frame_index: int) -> ObjectPrompt:
         """The same prompt on another frame index (a span of the video counts its own frames)."""
@@ -78,6 +81,16 @@ class Verdict:
     text: str
 
 
+@dataclass
+class ObjectDescription:
+    """Words about one tracked object, and what they came from."""
+
+    text: str
+    frames: list[int]  # the frames the describer looked at
+    name: str | None = None  # what the object is, when the describer can say
+    details: dict[str, Any] = field(default_factory=dict)  # how it was described (for the trace and --json)
+
+
 class Grounder(Protocol):
     def ground(
         self,
@@ -90,3 +103,8 @@ class Grounder(Protocol):
 # Optional, for the agent's reasoning mode (a grounder may have either, both or neither):
 #   reason(keyframes, instruction, history, feedback=None) -> Thought
 #   verify(masked_keyframes, instruction, grounding) -> Verdict
+# and for the other direction, words about an object a track already holds (agent.pipeline.Pipeline.describe):
+#   describe_object(views, facts, question=None) -> ObjectDescription
+#     views: {frame index: (image, bool mask)} where it is seen best; facts: agent.grounder.object_facts.ObjectFacts
+# and for a grounded caption of the whole video (objects it mentions, each tracked):
+#   caption(keyframes) -> Grounding  (without it, the grounder is asked the `caption` prompt)

@@ -139,11 +139,17 @@ def collect(phrase: str, grounding: Grounding, tracked: Iterable[FrameMasks], si
     """Track statistics and RLE of every candidate, from the tracker's frames as they stream."""
     width, height = size
     candidates = Candidates(phrase, grounding, size)
+    concepts = {p.object_id: p for p in grounding.prompts if p.concept}  # each becomes the instances found for it
     for number in grounding.object_ids:
-        label = grounding.objects[number]
-        candidates.masklets[number] = Masklet(number, label)
+        if number not in concepts:
+            candidates.masklets[number] = Masklet(number, grounding.objects[number])
+    found: dict[int, int] = {}  # instances a tracker found for a concept prompt ("every car": SAM 3) → that prompt's id
     for frame in tracked:
         candidates.rle.append({n: encode_rle(m) for n, m in frame.masks.items()})
+        for number, concept in frame.found.items():
+            if number not in candidates.masklets:
+                found[number] = concept
+                candidates.masklets[number] = Masklet(number, grounding.objects.get(concept) or concepts[concept].label or "")
         for number, mask in frame.masks.items():
             ys, xs = np.nonzero(mask)
             if len(xs) == 0:
@@ -152,4 +158,8 @@ def collect(phrase: str, grounding: Grounding, tracked: Iterable[FrameMasks], si
             masklet.boxes[frame.frame_index] = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
             masklet.areas[frame.frame_index] = len(xs) / (width * height)
             masklet.centres[frame.frame_index] = (float(xs.mean()), float(ys.mean()))
+    if concepts:  # the candidates are the instances, each with the prompt that found it (what `choose` tracks by)
+        prompts = [p for p in grounding.prompts if not p.concept] + [replace(concepts[c], object_id=i) for i, c in sorted(found.items())]
+        objects = {i: d for i, d in grounding.objects.items() if i not in concepts} | {i: candidates.masklets[i].label for i in found}
+        candidates.grounding = replace(grounding, prompts=prompts, objects=objects)
     return candidates

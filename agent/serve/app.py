@@ -163,7 +163,22 @@ class App:
         reply = ws.ask(question, mode, _reporter(progress))
         ws.render()
         shown = max(reply.objects, default=None)
-        return self.view(ws, f"{len(reply.objects)} object(s) found.", frame, str(shown) if shown else NEW_OBJECT) + ("",)
+        status = reply.answer if reply.mode == "describe" else f"{len(reply.objects)} object(s) found."
+        return self.view(ws, status, frame, str(shown) if shown else NEW_OBJECT) + ("",)
+
+    def describe(self, ws, target, question, frame, request: gr.Request, progress=gr.Progress()):
+        """The chosen object described, or the question in the box answered about it."""
+        ws = self.workspace(ws, request)
+        reply = ws.describe(_chosen(target), question, _reporter(progress))
+        return self.view(ws, reply.answer, frame, target) + ("",)
+
+    def caption(self, ws, frame, request: gr.Request, progress=gr.Progress()):
+        ws = self.workspace(ws, request)
+        if ws.session is None:
+            raise UserError("open a video first")
+        reply = ws.caption(_reporter(progress))
+        ws.render()
+        return self.view(ws, f"{len(reply.objects)} object(s) in the caption.", frame)
 
     def click(self, ws, frame, kind, target, event: gr.SelectData, request: gr.Request, progress=gr.Progress()):
         ws = self.workspace(ws, request)
@@ -293,6 +308,9 @@ def build_app(app: App, concurrency: int) -> gr.Blocks:
                     name = gr.Textbox(label="Name", placeholder="a new name for the chosen object", elem_id="name", scale=3)
                     rename_button = gr.Button("Rename", elem_id="rename", scale=1)
                     remove_button = gr.Button("Remove", elem_id="remove", scale=1)
+                with gr.Row():
+                    describe_button = gr.Button("Describe it (or ask the question about it)", elem_id="describe", scale=2)
+                    caption_button = gr.Button("Caption the video", elem_id="caption", scale=1)
                 download = gr.Button("Download results (zip)", elem_id="download", interactive=False)
                 download_file = gr.DownloadButton("Save", elem_id="download-file", visible="hidden")  # what the browser saves
 
@@ -308,6 +326,8 @@ def build_app(app: App, concurrency: int) -> gr.Blocks:
         frame_image.select(_guarded(app.click, len(view)), [state, slider, kind, target], view, api_visibility="private", **work)
         rename_button.click(_guarded(app.rename, len(view)), [state, target, name, slider], view, api_name="rename", **work)
         remove_button.click(_guarded(app.remove, len(view)), [state, target, slider], view, api_name="remove", **work)
+        describe_button.click(_guarded(app.describe, len(ask_outputs)), [state, target, question, slider], ask_outputs, api_name="describe", **work)
+        caption_button.click(_guarded(app.caption, len(view)), [state, slider], view, api_name="caption", **work)
         slider.change(app.show_frame, [state, slider], frame_image, api_visibility="private", trigger_mode="always_last", **quick)
         stop_button.click(app.stop, [state], status, api_name="stop", **quick)
         # Built when asked for, then handed to the browser as the hidden button's file (as if it were clicked).

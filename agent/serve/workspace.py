@@ -7,6 +7,7 @@ page shows, the last few frame views, and the download only once it is asked for
 from __future__ import annotations
 
 import contextlib
+import html
 import itertools
 import os
 import shutil
@@ -27,7 +28,9 @@ from agent.grounder.visual import NEGATIVE, POSITIVE
 from agent.tracker.feature_cache import DEFAULT_FEATURE_CACHE_MB
 from agent.video.source import VIDEO_SUFFIXES, VideoSource
 from agent.writers.overlay import OverlayWriter
-from agent.writers.palette import label_map
+from agent.writers.palette import davis_palette, label_map
+
+PALETTE = davis_palette()  # the overlay's colours, by object id
 
 # (frames done, frames in all, what): the page's progress bar
 Report = Callable[[int, int, str], None]
@@ -157,10 +160,30 @@ class Workspace:
     def ask(self, question: str, mode: str, report: Report | None = None) -> Reply:
         question = self.limits.check_instruction(question)
         reply = self.run(lambda s: s.ask(question, mode=mode), report)
+        if reply.mode == "describe":  # a question about an object answered from its track: nothing changed
+            self._say({"role": "user", "content": question}, {"role": "assistant", "content": reply.answer})
+            self._changed(masks=False)
+            return reply
         self._asked = replace(reply, _rle=[], prompts=[])  # what the caption and result.json need, not the masks
         self._say({"role": "user", "content": question}, {"role": "assistant", "content": reply.answer})
         trace = "\n".join(f"- **{step.kind}**: {step.text}" for step in reply.trace)
         self._say({"role": "assistant", "content": trace, "metadata": {"title": f"How ({reply.mode})", "status": "done"}})
+        self._changed(masks=True)
+        return reply
+
+    def describe(self, object_id: int, question: str | None, report: Report | None = None) -> Reply:
+        """Words about one of the session's objects (or the answer to `question` about it), from its track."""
+        question = self.limits.check_instruction(question) if question and question.strip() else None
+        reply = self.run(lambda s: s.describe(object_id, question), report)
+        self._say({"role": "user", "content": question or f"Describe object {object_id}."}, {"role": "assistant", "content": reply.answer})
+        self._changed(masks=False)  # nothing was tracked: the overlay stands
+        return reply
+
+    def caption(self, report: Report | None = None) -> Reply:
+        """A grounded caption of the video: each phrase's object joins the session, the phrase shown in its colour."""
+        reply = self.run(lambda s: s.caption(), report)
+        self._asked = replace(reply, _rle=[], prompts=[])
+        self._say({"role": "user", "content": "Caption the video."}, {"role": "assistant", "content": caption_html(reply)})
         self._changed(masks=True)
         return reply
 
@@ -279,3 +302,18 @@ class Workspace:
         """The browser session ended (or sat idle too long): its files go."""
         self.cancel.set()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def caption_html(reply: Reply) -> str:
+    """A grounded caption for the chat: each linked phrase in its object's overlay colour, with its number."""
+    caption = reply.details.get("caption") or {}
+    text, parts, cursor = caption.get("text") or reply.answer, [], 0
+    for link in caption.get("phrases", []):  # in the order the caption says them
+        start = text.find(link["phrase"], cursor)
+        if start < 0:
+            continue
+        red, green, blue = (int(c) for c in PALETTE[link["object"] % 256])
+        parts += [html.escape(text[cursor:start]), f'<span style="color: rgb({red}, {green}, {blue}); font-weight: bold">'
+                  f'{html.escape(link["phrase"])}</span> (#{link["object"]})']
+        cursor = start + len(link["phrase"])
+    return "".join(parts) + html.escape(text[cursor:])

@@ -22,6 +22,9 @@ class FrameMasks:
     masks: dict[int, np.ndarray] = field(default_factory=dict)
     scores: dict[int, float] = field(default_factory=dict)  # object presence, 0..1
     image: Image.Image | None = None  # the decoded frame, passed on so writers need not decode it again
+    # objects first output on this frame that the tracker found itself for a concept prompt: their id → that
+    # prompt's object id (every instance of a phrase is one more object; see ObjectPrompt.concept)
+    found: dict[int, int] = field(default_factory=dict)
 
 
 class Tracker(Protocol):

@@ -19,7 +19,8 @@ from agent.backends.lite.classifier import ImageNetClassifier
 from agent.backends.lite.detector import CenterNetDetector, Detection
 from agent.backends.lite.segmenter import MiniSam
 from agent.backends.lite.text import VOCABULARY, ClassMatcher, Companion, Query, parse
-from agent.grounder.protocol import Grounding, ObjectPrompt, Turn, Verdict
+from agent.backends.lite.answers import grounding_of, kind_of, read_as
+from agent.grounder.protocol import Grounding, Turn, Verdict
 
 LINK_DISTANCE = 0.3  # of the frame diagonal: farthest a candidate moves between two keyframes
 LINK_SCALE = 4.0  # most a candidate's box area changes between two keyframes
@@ -27,8 +28,6 @@ COLOUR_CHECKS = 4  # colour needs a mask: only the best candidates by detection 
 NAME_CHECKS = 12  # the classifier names this many candidates (the best by detection), ~60 ms each
 FULL_NAME = 0.5  # classifier probability on the noun's classes that counts as a full match
 NAME_MIN = 0.05  # below this on every candidate, the classifier sees no such thing
-LOOK_ALIKE = 0.95  # a noun matched less closely than this is only like the class ("rhinoceros" → elephant 0.50)
-WEAK_DETECTION = 0.2  # below this the object's surest detection is weak: the answer says it is not sure
 COMPANION_TOUCH = 0.3  # a companion's box shares this much of the smaller box with the object's, on average over the
 # object's keyframes: "and his bike", "its rider", "on a horse" are segmented with the object when touching it so
 
@@ -296,49 +295,6 @@ class LiteGrounder:
                 candidate.reasons.append(f"{query.imagenet_name} {probability:.2f}")
 
     @staticmethod
-    def _kind(query: Query) -> str:
-        """What the answer calls the object: the detector's class, the classifier's name, or "object"."""
-        return (query.imagenet_name if query.imagenet_first else query.class_name) or "object"
-
-    def _noun(self, query: Query) -> str:
-        """How the words were read, when the noun is not the kind's own name."""
-        kind = self._kind(query)
-        if query.noun in (kind, f"{kind}s"):
-            return ""
-        similarity = query.imagenet_similarity if query.imagenet_first else query.class_similarity
-        return f" ({query.noun} → {kind} {similarity:.2f})"
-
-    def _grounding(self, query: Query, chosen: list[Candidate], candidates: list[Candidate], noun: str, note: str = "",
-                   companions: Sequence[tuple[Companion, Candidate]] = ()) -> Grounding:
-        prompts, objects, kind = [], {}, self._kind(query)
-        if kind == "object" and chosen:  # the fallback: say what the detector took it for
-            kind = chosen[0].first.class_name
-        for object_id, candidate in enumerate(chosen, start=1):
-            label = candidate.first.class_name if query.imagenet_first or query.class_index is None else query.class_name  # the tracker re-detects by it
-            objects[object_id] = f"{kind} detection ({candidate.score:.2f})"
-            prompts += [ObjectPrompt(object_id, t, box=d.box, label=label, score=d.score) for t, d in sorted(candidate.detections.items())]
-        details = "; ".join(f"#{i}: {c.score:.2f}" + (", " + ", ".join(c.reasons) if c.reasons else "") for i, c in enumerate(chosen, 1))
-        answer = f"{note}{kind}{noun}: {len(chosen)} of {len(candidates)} candidate(s) — {details}"
-        answer += self._certainty(query, chosen)
-        for object_id, (companion, candidate) in enumerate(companions, start=len(chosen) + 1):
-            objects[object_id] = f"{companion.class_name} with it ({candidate.score:.2f})"
-            prompts += [ObjectPrompt(object_id, t, box=d.box, label=companion.class_name, score=d.score) for t, d in sorted(candidate.detections.items())]
-            read = "" if companion.phrase.noun in (companion.class_name, f"{companion.class_name}s") else f"{companion.phrase.noun} → "
-            answer += f"; and its {read}{companion.class_name} #{object_id}: {candidate.score:.2f}, " + ", ".join(candidate.reasons)
-        return Grounding(answer, prompts, objects, extras={"query": query, "candidates": candidates})
-
-    def _certainty(self, query: Query, chosen: list[Candidate]) -> str:
-        """How sure the choice is, when it is not: weak detections, of a class the noun is only like."""
-        surest = max((d.score for c in chosen for d in c.detections.values()), default=0.0)
-        if not chosen or surest >= WEAK_DETECTION:
-            return ""
-        similarity = query.imagenet_similarity if query.imagenet_first else query.class_similarity
-        kind = self._kind(query)
-        article = "an" if kind[0] in "aeiou" else "a"
-        like = f'"{query.noun}" is only like {article} {kind} ({similarity:.2f}) and ' if query.noun and similarity < LOOK_ALIKE else ""
-        return f" (not sure: {like}its surest detection scores {surest:.2f})"
-
-    @staticmethod
     def _salient(candidates: list[Candidate], weight: float, size: tuple[int, int], centre_scale: float | None) -> None:
         """Prefer big objects (what people point at): a factor from 1 − weight/2 (tiny) to 1 + weight/2
         (the biggest candidate), by mean box area. With `centre_scale`, also objects near the middle of
@@ -360,13 +316,13 @@ class LiteGrounder:
         if fallback and (query.noun is None or question is not None):
             return self._unknown(query)
         candidates, per_frame, detected = self._linked(query, keyframes, any_class=fallback)
-        noun, note = self._noun(query), ""
+        noun, note = read_as(query), ""
         if fallback:
             noun = ""
             note = f'I don\'t know what "{query.noun}" is, so I took the most salient object that fits the rest of the words: '
         seen = candidates and not (query.imagenet_first and self.classifier is not None and max(c.named for c in candidates) < NAME_MIN)
         if not seen:
-            return Grounding(f"I found no {self._kind(query)}{noun} in this video, so nothing is segmented.", extras={"query": query})
+            return Grounding(f"I found no {kind_of(query)}{noun} in this video, so nothing is segmented.", extras={"query": query})
         if question == "count":
             return candidates, per_frame, detected, noun, note
         size = next(iter(keyframes.values())).size
@@ -387,7 +343,7 @@ class LiteGrounder:
         if isinstance(ranked, Grounding):
             return ranked
         candidates, per_frame, detected, noun, note = ranked
-        kind = self._kind(query)
+        kind = kind_of(query)
         if question == "count":
             count = count_objects(per_frame)
             return Grounding(f"I see {count} {kind}{'s' if count != 1 else ''}{noun} in this video.",
@@ -404,7 +360,7 @@ class LiteGrounder:
             candidates, near = [candidates[i] for i in order], [near[i] for i in order]
         chosen = [c for c in candidates if c.score >= 0.5 * candidates[0].score] if query.plural else candidates[:1]
         companions = self._chosen_companions(query, near[0]) if near and not query.plural else []
-        return self._grounding(query, chosen, candidates, noun, note, companions)
+        return grounding_of(query, chosen, candidates, noun, note, companions)
 
     def candidates(self, keyframes: Mapping[int, Image.Image], phrase: str, history: Sequence[Turn] = (), limit: int = 5) -> Grounding:
         """Every candidate for a short phrase (best first, at most `limit`), each one object: what an
@@ -414,7 +370,19 @@ class LiteGrounder:
         if isinstance(ranked, Grounding):
             return ranked
         candidates, _, _, noun, note = ranked
-        return self._grounding(query, candidates[:limit], candidates, noun, note)
+        return grounding_of(query, candidates[:limit], candidates, noun, note)
+
+    def describe_object(self, views, facts, question: str | None = None):
+        """Words about a tracked object from what lite measures (describe.py)."""
+        from agent.backends.lite.describe import describe_object
+
+        return describe_object(self, views, facts, question)
+
+    def caption(self, keyframes: Mapping[int, Image.Image]) -> Grounding:
+        """The things lite sees clearly, each one object, in one sentence (describe.py)."""
+        from agent.backends.lite.describe import caption
+
+        return caption(self, keyframes)
 
     def verify(self, masked_keyframes: Mapping[int, Image.Image], instruction: str, grounding: Grounding) -> Verdict:
         """Rule-based check: the chosen candidates must be confident enough and their masks not empty."""

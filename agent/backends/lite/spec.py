@@ -55,9 +55,9 @@ def rule_settings(grounder: Any, tracker: Any) -> dict[str, Any]:
     """Every rule value the lite backend runs with, gathered from where each rule lives: the modules' constants,
     the grounder's and tracker's parameters, the vocabulary's thresholds (and the digest of its word lists) and the
     digests of the weights. Collected, not listed, so a rule added or renamed is recorded too."""
-    from agent.backends.lite import classifier, detector, grounder as grounding, identity, segmenter, text, tracker as tracking
+    from agent.backends.lite import answers, classifier, describe, detector, grounder as grounding, identity, segmenter, text, tracker as tracking
 
-    modules: tuple[ModuleType, ...] = (grounding, identity, tracking, detector, segmenter, classifier)
+    modules: tuple[ModuleType, ...] = (grounding, answers, describe, identity, tracking, detector, segmenter, classifier)
     settings: dict[str, Any] = {module.__name__.rsplit(".", 1)[-1]: _scalars(vars(module), upper=True) for module in modules}
     settings["grounder"] = _scalars(vars(grounder), upper=False) | settings.pop("grounder")
     settings["tracker"] = _scalars(vars(tracker), upper=False) | settings.pop("tracker")

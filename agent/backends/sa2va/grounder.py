@@ -32,6 +32,24 @@ def as_request(instruction: str, family: str) -> str:
     return render("segment", family, expression=text.rstrip("."))
 
 
+def grounded_phrases(answer: str) -> dict[int, str]:
+    """Grounded conversation generation (GCG): the phrase each `[SEG]` of the answer segments, when the answer
+    marks it the way Sa2VA was trained to (`<p>a man</p> [SEG] walking a <p>dog</p> [SEG]`); [SEG] n → phrase."""
+    phrases, start = {}, 0
+    for n, seg in enumerate(re.finditer(re.escape(SEG_TOKEN), answer), start=1):
+        marked = re.findall(r"<p>\s*(.*?)\s*</p>", answer[start:seg.start()], flags=re.DOTALL)
+        if marked and marked[-1]:
+            phrases[n] = " ".join(marked[-1].split())
+        start = seg.end()
+    return phrases
+
+
+def plain_caption(answer: str) -> str:
+    """The answer as a person reads it: phrase marks and [SEG] tokens taken out."""
+    text = re.sub(r"</?p>", "", answer.replace(SEG_TOKEN, ""))
+    return re.sub(r"\s+([.,;:!?])", r"\1", " ".join(text.split()))
+
+
 def settled_expression(text: str) -> str:
     """What follows the last 'Answer:' in a reasoning text (else its last sentence)."""
     match = re.findall(r"answer\s*:\s*(.+)", text, flags=re.IGNORECASE)
@@ -151,13 +169,16 @@ class Sa2VAGrounder:
     @staticmethod
     def _grounding(out: Sa2VAOutput, indices: Sequence[int], text: str, **extras) -> Grounding:
         """Each `[SEG]` of the answer as one object, prompted on every frame of `indices`."""
-        objects = {n + 1: f"{SEG_TOKEN} #{n + 1} of the answer" for n in range(len(out.seg_embedding))}
+        phrases = grounded_phrases(out.answer)  # a grounded caption names its objects
+        objects = {n + 1: phrases.get(n + 1, f"{SEG_TOKEN} #{n + 1} of the answer") for n in range(len(out.seg_embedding))}
         prompts = [
             ObjectPrompt(object_id=n + 1, frame_index=t, embedding=out.seg_embedding[n])
             for n in range(len(out.seg_embedding))
             for t in indices
         ]
         extras = {"seg_hidden": out.seg_hidden, "seg_embedding": out.seg_embedding, "request": text, **extras}
+        if phrases:
+            extras.update(phrases=phrases, caption=plain_caption(out.answer))
         if out.answer_logits is not None:
             extras["answer_logits"] = out.answer_logits
         return Grounding(out.answer, prompts, objects, extras=extras)
@@ -187,6 +208,12 @@ class Sa2VAGrounder:
         out = self.run([image], text, answer=answer or self.teacher.get("describe"), regions=regions)
         return self._grounding(out, [0], text, region_pixels=regions.pixels, empty_regions=regions.empty,
                                notes=regions.notes(), region_grid=regions.grid)
+
+    def describe_object(self, views, facts, question: str | None = None):
+        """Words about a tracked object: a region prompt on its best frame, or its crops (describe.py)."""
+        from agent.backends.sa2va.describe import describe_object
+
+        return describe_object(self, views, facts, question)
 
     def reason(self, keyframes: Mapping[int, Image.Image], instruction: str, history: Sequence[Turn] = (), feedback: str | None = None) -> Thought:
         """Think in text first; the expression settled on is what gets grounded."""
