@@ -14,6 +14,7 @@ import torch
 from safetensors import safe_open
 
 from agent.errors import UserError
+from agent.backends.hub import cached_snapshot, looks_like_hub_id  # noqa: F401  (cached_snapshot: used as checkpoint.cached_snapshot)
 
 SAM2_PREFIX = "grounding_encoder.sam2_model."
 PROJECTOR_PREFIX = "text_hidden_fcs."
@@ -23,19 +24,6 @@ EXTRAS_KEY = "rvos"  # what checkpoints written by `rvos train` add to config.js
 # .txt, sentencepiece .model, .tiktoken), safetensors weights (never .bin/.pt pickles), and the SAM 2 yaml
 # a checkpoint of `rvos train` carries (checked before it is built). No .py: no remote code is ever run.
 SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken", "*.yaml"]
-
-
-def looks_like_hub_id(model: str) -> bool:
-    parts = model.split("/")
-    return len(parts) == 2 and all(parts) and not model.startswith((".", "/", "~"))
-
-
-def cached_snapshot(model: str) -> Path | None:
-    """The local snapshot folder of a hub id, if its config is already in the cache."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(model, "config.json")
-    return Path(found).parent if isinstance(found, str) else None
 
 
 def resolve_checkpoint(model: str) -> Path:

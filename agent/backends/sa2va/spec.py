@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import warnings
 from pathlib import Path
@@ -18,23 +17,10 @@ from agent.backends.sa2va.qwen_vl import OFFICIAL_MAX_PIXELS, OFFICIAL_MIN_PIXEL
 from agent.errors import UserError
 from agent.backends.sa2va.inference import build_tracker, default_inference
 from agent.tracker.sam2_config import load_sam2_config
+from agent.backends.hub import quiet_transformers as _quiet_transformers
 
 DEFAULT_MODEL = "ByteDance/Sa2VA-Qwen2_5-VL-3B"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    from transformers.utils import logging
-
-    level = logging.get_verbosity()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
-        logging.enable_progress_bar()
 
 
 def _quantization(quantize: str | None, device: str):

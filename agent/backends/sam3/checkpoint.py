@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from agent.errors import UserError
+from agent.backends.hub import cached_snapshot, looks_like_hub_id  # noqa: F401  (cached_snapshot: used as checkpoint.cached_snapshot)
 
 DEFAULT_MODEL = "facebook/sam3"
 MODEL_TYPE = "sam3_video"
@@ -18,19 +19,6 @@ MODEL_TYPE = "sam3_video"
 SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.txt"]
 CONFIG_FILES = ("config.json", "processor_config.json", "preprocessor_config.json", "tokenizer_config.json",
                 "video_preprocessor_config.json")
-
-
-def looks_like_hub_id(model: str) -> bool:
-    parts = model.split("/")
-    return len(parts) == 2 and all(parts) and not model.startswith((".", "/", "~"))
-
-
-def cached_snapshot(model: str) -> Path | None:
-    """The local snapshot folder of a hub id, if its config is already in the cache."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(model, "config.json")
-    return Path(found).parent if isinstance(found, str) else None
 
 
 def _access_help(model: str) -> str:

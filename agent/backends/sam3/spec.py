@@ -3,7 +3,6 @@ instance of a phrase; a hub id (`facebook/sam3`, gated) or a folder in that layo
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import inspect
 from typing import Any
@@ -12,26 +11,13 @@ from agent.backends.base import Backend
 from agent.backends.sam3 import checkpoint
 from agent.backends.sam3.checkpoint import DEFAULT_MODEL
 from agent.errors import UserError
+from agent.backends.hub import quiet_transformers as _quiet_transformers
 
 DTYPES = ("float32", "bfloat16", "float16")
 # the config values that decide what SAM 3 outputs (result.json records them)
 CONFIG_SETTINGS = ("score_threshold_detection", "new_det_thresh", "det_nms_thresh", "assoc_iou_thresh", "trk_assoc_iou_thresh",
                    "hotstart_delay", "hotstart_unmatch_thresh", "hotstart_dup_thresh", "fill_hole_area", "max_num_objects",
                    "recondition_every_nth_frame", "high_conf_thresh", "high_iou_thresh", "low_res_mask_size")
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    from transformers.utils import logging
-
-    level = logging.get_verbosity()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
-        logging.enable_progress_bar()
 
 
 def load_sam3(model: str = DEFAULT_MODEL, device: str = "cpu", *, dtype: str | None = None) -> Backend:
