@@ -41,6 +41,8 @@ def _add_planner_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--planner-max-seconds", type=float, help="seconds per question (default 300)")
     group.add_argument("--planner-retries", type=int, help="unusable replies retried, the error shown to the model (default 2)")
     group.add_argument("--planner-candidates", type=int, help="most candidates one find returns (default 5)")
+    group.add_argument("--no-planner-verify", dest="planner_verify", action="store_const", const=False,
+                       help="end at the planner's select, without showing it the chosen masks to confirm")
 
 
 def _add_mode_option(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +74,8 @@ def _mode(args: argparse.Namespace, planner, switchable: bool = False) -> str:
 
 
 PLANNER_OPTIONS = {"planner_model": "model", "planner_protocol": "protocol", "planner_max_calls": "max_calls",
-                   "planner_max_seconds": "max_seconds", "planner_retries": "retries", "planner_candidates": "candidates"}
+                   "planner_max_seconds": "max_seconds", "planner_retries": "retries", "planner_candidates": "candidates",
+                   "planner_verify": "verify"}
 
 
 def _planner(args: argparse.Namespace):
@@ -94,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     seg = sub.add_parser("segment", help="segment the object an instruction refers to on every frame")
-    seg.add_argument("video", help="video file, folder of frames, or image")
+    seg.add_argument("video", help="video file, folder of frames, or image; or a live stream: - (stdin), a pipe, a URL, /dev/videoN")
     seg.add_argument("instruction", nargs="?", help='what to segment, e.g. "the dog that catches the frisbee" (may be left out with a visual prompt)')
     seg.add_argument("--out", required=True, help="output folder (masks/, result.json, overlay.mp4)")
     seg.add_argument("--mask", action="append", default=[], metavar="FILE[@FRAME]",
@@ -109,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     seg.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     seg.add_argument("--debug", action="store_true", help="show tracebacks")
+    from agent import cli_live
+    cli_live.add_live_arguments(seg)
 
     chat = sub.add_parser("chat", help="talk about a video: multi-turn questions and segmentation requests")
     chat.add_argument("video", help="video file, folder of frames, or image")
@@ -224,6 +229,9 @@ def _segment(args: argparse.Namespace) -> int:
         check_instruction(args.instruction)
     planner = _planner(args)
     mode = _mode(args, planner)
+    from agent import cli_live
+    if cli_live.is_live(args):  # stdin, a pipe, a stream URL, a device, or --live: checked and run there
+        return cli_live.run(args, planner, mode, _checked_backend, _backend_options)
     source = VideoSource.open(args.video)
     prompts = command_line_prompts(len(source), source.size, args.point, args.box, args.mask)
     Request(args.instruction, tuple(prompts), mode)  # refuses what the mode cannot take

@@ -64,7 +64,7 @@ def assert_same(segmented: list[dict], asked, evaluated: list[np.ndarray]) -> No
 
 
 def swan_planner() -> ScriptedPlanner:
-    return ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="the black swan"))
+    return ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="the black swan"), tool("confirm"))
 
 
 PLANNER_OPTIONS = {"candidates": 2}  # each door tracks what one find returns: two are enough to choose from

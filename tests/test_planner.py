@@ -82,7 +82,7 @@ def test_find_tracks_every_candidate_through_the_video(swan_session):
 
 def test_find_then_select_gives_the_candidates_tracks(swan_session, tmp_path):
     found = swan_session.find("swan", limit=2)
-    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="the black swan swimming"))
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="the black swan swimming"), tool("confirm"))
     session = _session(swan_session, planner)
     reply = session.ask("the black swan")
     assert reply.mode == "planner" and reply.answer == "the black swan swimming"
@@ -90,7 +90,7 @@ def test_find_then_select_gives_the_candidates_tracks(swan_session, tmp_path):
     for frame in (0, len(session.video) // 2, len(session.video) - 1):
         assert np.array_equal(reply.masks(frame)[1], found.masks(frame)[1])
     assert session.objects.objects[1].description.startswith("swan: ")  # kept as a session object
-    first, second = planner.requests
+    first, second, third = planner.requests
     assert first["tool_choice"] == {"type": "function", "function": {"name": "find"}}
     assert _images(first["messages"][1]) == 1, "the keyframes go with the question"
     assert first["messages"][1]["content"][0]["text"].count("the black swan") == 1
@@ -99,8 +99,15 @@ def test_find_then_select_gives_the_candidates_tracks(swan_session, tmp_path):
     roles = [m["role"] for m in second["messages"]]
     assert roles == ["system", "user", "assistant", "tool", "user"]
     assert "#1 " in second["messages"][3]["content"] and _images(second["messages"][4]) == 1
+    # verification: the selection is shown over the whole video, and only then may it be confirmed
+    assert {t["function"]["name"] for t in third["tools"]} == {"find", "inspect", "confirm", "select", "none", "answer"}
+    assert "check the selection" in third["messages"][-2]["content"] and _images(third["messages"][-1]) == 1
     steps = [s for s in reply.trace if s.kind == "tool"]
-    assert [s.detail["tool"] for s in steps] == ["find", "select"]
+    assert [s.detail["tool"] for s in steps] == ["find", "select", "confirm"]
+    shown, confirmed = [s for s in reply.trace if s.kind == "verify"]
+    last = len(session.video) - 1
+    assert shown.detail["ids"] == [1] and shown.detail["frames"][0] == 0 and shown.detail["frames"][-1] == last
+    assert confirmed.text == "confirmed #1"
     assert steps[0].detail["arguments"] == {"phrase": "swan"} and len(steps[0].detail["images"]) == 1
     assert "#1 " in steps[0].detail["result"]
     assert reply.trace[0].kind == "plan" and reply.trace[-1].kind == "answer"
@@ -111,29 +118,59 @@ def test_find_then_select_gives_the_candidates_tracks(swan_session, tmp_path):
     assert find["images"] and (saved / find["images"][0]).is_file()
 
 
+def test_verification_can_change_the_selection_and_can_be_turned_off(swan_session):
+    found = swan_session.find("swan", limit=2)
+    assert len(found.masklets) == 2
+    # shown #1, the planner selects #2 instead (shown again), then confirms #2: the masks are #2's
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="first"), tool("select", ids=[2], reason="no, the other"),
+                              tool("confirm"))
+    reply = _session(swan_session, planner).ask("the swan")
+    assert reply.answer == "no, the other" and list(reply.objects) == [1]
+    for frame in range(len(swan_session.video)):
+        assert np.array_equal(reply.masks(frame)[1], found.masks(frame)[2]), frame
+    assert [s.text.split(" on ")[0] for s in reply.trace if s.kind == "verify"] == ["shown #1", "shown #2", "confirmed #2"]
+    # shown, then nothing fits: no object
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="it"), tool("none", reason="not a swan after all"))
+    reply = _session(swan_session, planner).ask("the swan")
+    assert reply.answer == "not a swan after all" and not reply.objects
+    # selecting the shown ids again confirms them
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="it"), tool("select", ids=[1], reason="it"))
+    reply = _session(swan_session, planner).ask("the swan")
+    assert list(reply.objects) == [1] and [s.text for s in reply.trace if s.kind == "verify"][-1] == "confirmed #1"
+    # off: select ends the question at once, no image of the selection
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="it"))
+    reply = _session(swan_session, planner, verify=False).ask("the swan")
+    assert list(reply.objects) == [1] and len(planner.requests) == 2 and not any(s.kind == "verify" for s in reply.trace)
+
+
 def test_inspect_then_answer_ends_without_masks(swan_session):
     planner = ScriptedPlanner(tool("find", phrase="bird"), tool("inspect", ids=[1], frames=[0, 5]), tool("inspect", ids=[99]),
-                              tool("inspect", ids=[1], frames=[500]),
-                              tool("answer", text="It is swimming to the right."))
+                              tool("inspect", ids=[1], frames=[500]), tool("answer", text="It is swimming to the right."))
     session = _session(swan_session, planner)
     reply = session.ask("what is the swan doing?")
     assert reply.answer == "It is swimming to the right." and not reply.objects and not reply.has_masks
-    inspect, unknown = [s for s in reply.trace if s.kind == "tool"][1:3]
+    inspect = [s for s in reply.trace if s.kind == "tool"][1]
     assert inspect.detail["result"].count("frame ") == 2 and len(inspect.detail["images"]) == 1
-    assert unknown.detail["result"].startswith("error: there is no candidate #99")
     assert _images(planner.requests[2]["messages"][-1]) == 1, "the crops are sent"
-    outside = [s for s in reply.trace if s.kind == "tool"][3]
-    assert outside.detail["result"].endswith("never visible") and not outside.detail["images"][0].getbbox(), "no frame 500: nothing to show"
+    # the schemas sent name only the known candidates and the video's frames: a constraining server cannot
+    # produce others, and a reply that does is sent back
+    tools = {t["function"]["name"]: t["function"]["parameters"]["properties"] for t in planner.requests[2]["tools"]}
+    known = [int(line.split()[0][1:]) for line in inspect.detail["result"].splitlines()]
+    assert tools["inspect"]["ids"]["items"]["enum"] == tools["select"]["ids"]["items"]["enum"] == [1, 2][:len(tools["select"]["ids"]["items"]["enum"])]
+    assert known == [1] and tools["inspect"]["frames"]["items"]["maximum"] == len(swan_session.video) - 1
+    retries = [s.text for s in reply.trace if s.kind == "retry"]
+    assert len(retries) == 2 and "99 is not one of" in retries[0] and "500 is greater than the maximum" in retries[1], retries
+    assert [s.detail["tool"] for s in reply.trace if s.kind == "tool"] == ["find", "inspect", "answer"]
 
 
 def test_unusable_replies_are_sent_back_then_bounded(swan_session):
     planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids="one"), text("I think it is #1."),
-                              tool("select", ids=[1], reason="it"))
+                              tool("select", ids=[1], reason="it"), tool("confirm"))
     reply = _session(swan_session, planner, protocol="tools").ask("the swan")  # (auto would move to json on a text reply)
     assert list(reply.objects) == [1]
     retries = [s for s in reply.trace if s.kind == "retry"]
     assert len(retries) == 2 and "do not fit its schema" in retries[0].text and "no tool call" in retries[1].text
-    last = planner.requests[-1]["messages"]
+    last = planner.requests[-2]["messages"]  # (the last request is the verification's)
     assert "could not be used" in last[-1]["content"] and "could not be used" in last[-3]["content"]
 
     planner = ScriptedPlanner(tool("find", phrase="swan"), tool("nothing"), tool("nothing"), tool("nothing"))
@@ -151,14 +188,15 @@ def test_the_budget_forces_an_ending(swan_session):
     planner = ScriptedPlanner(tool("find", phrase="swan"), tool("find", phrase="bird"), tool("none", reason="no such thing"))
     reply = _session(swan_session, planner, max_calls=3).ask("the purple swan")
     assert reply.answer == "no such thing" and not reply.objects
-    assert "One call is left" in planner.requests[2]["messages"][-2]["content"]
+    assert "One call is left: end now with one of select, none, answer." in planner.requests[2]["messages"][-2]["content"]
 
 
 def test_auto_moves_to_json_when_the_server_has_no_tool_calling(swan_session):
     refused = httpx.Response(400, json={"error": {"message": "tools are not supported"}})
     llama_style = httpx.Response(500, json={"error": {"message": "response_format: Input should be 'text' or 'json_object'"}})
     planner = ScriptedPlanner(refused, llama_style, llama_style, text(json.dumps({"tool": "find", "arguments": {"phrase": "swan"}})),
-                              text(json.dumps({"tool": "select", "arguments": {"ids": [1], "reason": "it"}})))
+                              text(json.dumps({"tool": "select", "arguments": {"ids": [1], "reason": "it"}})),
+                              text(json.dumps({"tool": "confirm", "arguments": {}})))
     reply = _session(swan_session, planner).ask("the swan")
     assert list(reply.objects) == [1]
     # the client tries a 5xx once more itself; then the older llama.cpp dialect
@@ -214,7 +252,7 @@ def test_the_web_page_asks_the_planner(lite_assistant, swan_session):
     from agent.assistant import Assistant
     from agent.serve.workspace import Limits, Workspace
 
-    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="the swan"))
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="the swan"), tool("confirm"))
     workspace = Workspace(Assistant(lite_assistant.backend, planner.config(candidates=1)), Limits(), threading.Lock())
     workspace.open_upload(swan_session.video.path)
     progress = []
@@ -229,7 +267,7 @@ def test_eval_asks_each_expression_through_the_planner(lite_assistant, refdavis,
     from agent.evaluation.runner import evaluate_expression
 
     expression = next(e for e in read_dataset(refdavis).expressions if e.video == "blackswan")
-    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="the swan"))
+    planner = ScriptedPlanner(tool("find", phrase="swan"), tool("select", ids=[1], reason="the swan"), tool("confirm"))
     record = evaluate_expression(lite_assistant.backend, expression, tmp_path, planner.config(candidates=1))
     assert record["answer"] == "the swan" and record["objects"] == 1 and record["scores"]["JF"] > 0.5
     assert len(list((tmp_path / "predictions" / "blackswan" / expression.exp_id).glob("*.png"))) == record["frames"]

@@ -17,7 +17,7 @@ from agent.assistant.session import Session
 from agent.planner import PlannerConfig
 from tests.conftest import encode_video
 
-ENDINGS = {"select", "none", "answer"}
+ENDINGS = {"select", "none", "answer", "confirm"}
 
 
 def _missing() -> str | None:
@@ -67,9 +67,10 @@ def test_a_whole_question_through_a_real_server(llama_server, lite_assistant, re
     calls = [s for s in reply.trace if s.kind == "tool"]
     assert calls and calls[0].detail["tool"] == "find" and calls[-1].detail["tool"] in ENDINGS, [str(s) for s in reply.trace]
     # the server's grammar held every call to the tools allowed then (tool_choice): calls numbered 1, 2, …,
-    # the first a find, none ending the question but the last
+    # the first a find, none ending the question but the last (a select before it was shown to be verified)
     assert [s.detail["call"] for s in calls] == list(range(1, len(calls) + 1))
-    assert all(s.detail["tool"] not in ENDINGS for s in calls[:-1]), [str(s) for s in calls]
+    assert all(s.detail["tool"] not in ENDINGS - {"select"} for s in calls[:-1]), [str(s) for s in calls]
+    assert sum(s.kind == "verify" and s.text.startswith("shown") for s in reply.trace) == sum(s.detail["tool"] == "select" for s in calls[:-1])
     for step in calls:
         assert {"arguments", "result", "images", "planner_s", "tool_s"} <= set(step.detail)
         assert isinstance(step.detail["arguments"], dict)
@@ -81,8 +82,8 @@ def test_a_whole_question_through_a_real_server(llama_server, lite_assistant, re
     # what the ending must do: select makes the chosen candidates the session's objects, with masks;
     # none and answer end the question with no object
     ending = calls[-1].detail
-    if ending["tool"] == "select":
-        chosen = dict.fromkeys(ending["arguments"]["ids"])
+    if ending["tool"] in ("select", "confirm"):
+        chosen = dict.fromkeys(next(s.detail["arguments"]["ids"] for s in reversed(calls) if s.detail["tool"] == "select"))
         assert len(reply.objects) == len(chosen) and reply.has_masks, ending
         assert set(session.objects.objects) == set(reply.objects)
     else:

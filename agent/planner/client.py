@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,15 +86,14 @@ class PlannerClient:
         self.config = config
         self.protocol = "tools" if config.protocol == "auto" else config.protocol
         self.json_format = "json_schema"  # OpenAI's; "json_object" with a "schema" is llama.cpp's older dialect
-        self.schemas = tool_schemas()
         self.refusal = ""  # the last refusal that changed the protocol or format, for the trace
         self.client = OpenAI(base_url=config.url, api_key=config.api_key(), max_retries=1, http_client=http_client)
 
     # --- messages ------------------------------------------------------------------------------
-    def messages(self, conversation: Conversation, allowed: list[str]) -> list[dict]:
+    def messages(self, conversation: Conversation, allowed: Mapping[str, dict]) -> list[dict]:
         system = conversation.system
         if self.protocol == "json":
-            tools = json.dumps({name: self.schemas[name] for name in allowed}, indent=1)
+            tools = json.dumps({name: allowed[name] for name in allowed}, indent=1)
             system += "\n\n" + render("json_protocol", "planner", tools=tools)
         messages = [{"role": "system", "content": system}, {"role": "user", "content": _content(conversation.question, conversation.images)}]
         for exchange in conversation.exchanges:
@@ -112,15 +112,15 @@ class PlannerClient:
             messages.append({"role": "user", "content": render("malformed", "planner", error=error, tools=", ".join(allowed))})
         return messages
 
-    def _request(self, conversation: Conversation, allowed: list[str], timeout: float) -> Any:
+    def _request(self, conversation: Conversation, allowed: Mapping[str, dict], timeout: float) -> Any:
         options: dict[str, Any] = {"model": self.config.model, "temperature": 0, "max_tokens": self.config.max_tokens, "timeout": timeout,
                                    "messages": self.messages(conversation, allowed)}
         if self.protocol == "tools":
-            options["tools"] = [{"type": "function", "function": {"name": n, **self.schemas[n]}} for n in allowed]
-            options["tool_choice"] = {"type": "function", "function": {"name": allowed[0]}} if len(allowed) == 1 else "required"
+            options["tools"] = [{"type": "function", "function": {"name": n, **allowed[n]}} for n in allowed]
+            options["tool_choice"] = {"type": "function", "function": {"name": next(iter(allowed))}} if len(allowed) == 1 else "required"
         else:
             schema = {"anyOf": [{"type": "object", "additionalProperties": False, "required": ["tool", "arguments"],
-                                 "properties": {"tool": {"const": n}, "arguments": self.schemas[n]["parameters"]}} for n in allowed]}
+                                 "properties": {"tool": {"const": n}, "arguments": allowed[n]["parameters"]}} for n in allowed]}
             if self.json_format == "json_schema":
                 options["response_format"] = {"type": "json_schema", "json_schema": {"name": "tool_call", "strict": True, "schema": schema}}
             else:
@@ -128,7 +128,7 @@ class PlannerClient:
         return self.client.chat.completions.create(**options).choices[0].message
 
     # --- replies -------------------------------------------------------------------------------
-    def _parse(self, message: Any, allowed: list[str], number: int) -> Call:
+    def _parse(self, message: Any, allowed: Mapping[str, dict], number: int) -> Call:
         import jsonschema
 
         content = (message.content or "").strip()
@@ -150,14 +150,15 @@ class PlannerClient:
         if tool not in allowed:
             raise Malformed(f"{tool!r} cannot be called now")
         try:
-            jsonschema.validate(arguments, self.schemas[tool]["parameters"])
+            jsonschema.validate(arguments, allowed[tool]["parameters"])
         except jsonschema.ValidationError as exc:
             raise Malformed(f"the arguments of {tool} do not fit its schema: {exc.message}") from None
         given_id = getattr(calls[0], "id", None) if calls else None
         return Call(tool, arguments, given_id or f"call-{number}")
 
-    def next_call(self, conversation: Conversation, allowed: list[str], deadline: float, trace: list[Step]) -> Call:
-        """The planner's next call of one of the `allowed` tools, retried while its replies can't be used."""
+    def next_call(self, conversation: Conversation, allowed: Mapping[str, dict], deadline: float, trace: list[Step]) -> Call:
+        """The planner's next call of one of the `allowed` tools (name → its schema for this call), retried while its
+        replies can't be used."""
         conversation.rejected = []
         number = len(conversation.exchanges) + 1
         while True:
@@ -185,7 +186,7 @@ class PlannerClient:
                 conversation.rejected.append((raw, str(exc)))
                 trace.append(Step("retry", f"the planner's reply could not be used: {exc}", {"reply": raw}))
 
-    def _send(self, conversation: Conversation, allowed: list[str], timeout: float) -> Any:
+    def _send(self, conversation: Conversation, allowed: Mapping[str, dict], timeout: float) -> Any:
         import openai
 
         where = f"the planner at {self.config.url}"

@@ -27,6 +27,9 @@ class PlannerConfig:
     candidates: int = 5  # most candidates one find returns
     image_width: int = 448  # of each keyframe in the images sent
     max_tokens: int = 512  # per reply
+    # after `select`, show the chosen masks over the video and ask the planner to confirm or change them (the
+    # verification pass of the MLLM + SAM 3 agents); it costs one call, taken from `max_calls`
+    verify: bool = True
     http_client: Any = field(default=None, compare=False, repr=False)  # an httpx.Client to talk through (proxy, TLS, tests)
 
     def check(self) -> PlannerConfig:

@@ -56,7 +56,7 @@ def run_planner(session: PlanningSession, question: str, trace: list[Step], conf
                 return outcome.reply
             result = render("result", "planner", tool=call.tool, call=str(call_number), max_calls=str(config.max_calls), result=outcome.text)
             if call_number == config.max_calls - 1:
-                result += "\n" + render("last_call", "planner")
+                result += "\n" + render("last_call", "planner", endings=", ".join(toolbox.endings()))
             conversation.exchanges.append(Exchange(call, result, outcome.images))
     raise PlannerError(f"the planner used all {config.max_calls} calls without ending the question (its last call failed); "
                        "raise --planner-max-calls or use a stronger model")
