@@ -52,7 +52,9 @@ def load_sam3(model: str = DEFAULT_MODEL, device: str = "cpu", *, dtype: str | N
 
     settings = {"dtype": dtype, "transformers": transformers.__version__,
                 "config": {name: getattr(network.config, name, None) for name in CONFIG_SETTINGS}}
-    tracker = Sam3Tracker(network, processor, device, torch_dtype)
+    from agent.backends.sam3.clicks import ClickTracker
+
+    tracker = Sam3Tracker(network, processor, device, torch_dtype, ClickTracker(folder, device, torch_dtype))
     return Backend("sam3", str(model), device, Sam3Grounder(), tracker, settings=settings)
 
 

@@ -17,12 +17,14 @@ output, from 1, and `FrameMasks.found` says which concept prompt found each.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from agent.backends.sam3.clicks import ClickTracker, is_visual
 from agent.backends.sam3.memory import MemoryWindow, bound_session
 from agent.errors import UserError
 from agent.grounder.protocol import ObjectPrompt
@@ -35,14 +37,14 @@ class ProcessedFrames(Mapping):
     """Frame index → the model's input for it (what `init_video_session(video=...)` stores), made on demand by the
     processor's video processor; the decoded image is kept until the tracker takes it for its output."""
 
-    def __init__(self, video: VideoSource, video_processor, device: str, dtype: torch.dtype):
+    def __init__(self, video: VideoSource, video_processor, device: str, dtype: torch.dtype, start: int = 0):
         self.video = video
         self.video_processor = video_processor
         self.device = device
         self.dtype = dtype
         self.images: dict[int, Image.Image] = {}
-        self._reader = video.frames()  # in order: the loop asks for frame 0, 1, 2, …
-        self._next = 0
+        self._reader = video.frames(range(start, len(video)))  # in order: the loop asks for frame start, start + 1, …
+        self._next = start
         self.latest = -1  # the last frame the model asked for: what it has run up to
 
     def __len__(self) -> int:
@@ -75,21 +77,48 @@ class ProcessedFrames(Mapping):
 class Sam3Tracker:
     thread_safe = True  # a call's state lives in its own session; the model keeps none between frames
 
-    def __init__(self, model, processor, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(self, model, processor, device: str = "cpu", dtype: torch.dtype = torch.float32, clicks: ClickTracker | None = None):
         self.model = model
         self.processor = processor
         self.device = device
         self.dtype = dtype
+        self.clicks = clicks  # a person's clicks, boxes and masks (SAM 3's own tracker model, loaded when first used)
 
     def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image], *,
               cache: FeatureCache | None = None) -> Iterator[FrameMasks]:
-        """Every instance of the concept prompts' phrases on every frame. `cache` is not used: SAM 3's session keeps
-        its own features (one frame's), and a call runs the detector on every frame anyway."""
-        others = [p for p in prompts if not p.concept or not p.label]
-        if others:
-            raise UserError("the sam3 backend segments from words only for now (every instance of a phrase); drop "
-                            "--mask/--box/--point, or use --backend sa2va for clicks, boxes and masks")
-        return self._frames(video, prompts)
+        """Every instance of the concept prompts' phrases on every frame, and every object a person's clicks, boxes
+        or masks give. `cache` is not used: SAM 3's sessions keep their own features (one frame's), and the detector
+        runs on every frame anyway.
+
+        Ids: an object a person prompted keeps its id; when that id is one of the concept prompts' (a correction of
+        an instance found earlier: the instances are numbered the same way each time), the person's track replaces
+        that instance's; the other instances are numbered 1, 2, … skipping the ids of objects a person added."""
+        visual = [p for p in prompts if is_visual(p)]
+        if any(p.embedding is not None and not is_visual(p) for p in prompts):
+            raise UserError("the sam3 backend takes words, clicks, boxes and masks, not another grounder's [SEG] embeddings")
+        if visual and self.clicks is None:
+            raise UserError("this sam3 backend was loaded without its tracker model; load it with load_backend('sam3', …)")
+        concept_ids = {p.object_id for p in prompts if p.concept and not is_visual(p)}
+        concepts = [p for p in prompts if p.concept and p.label and not is_visual(p)]
+        if not visual:
+            return self._frames(video, concepts)
+        added = {p.object_id for p in visual} - concept_ids
+        return self._with_clicks(video, concepts, visual, added)
+
+    def _with_clicks(self, video: VideoSource, concepts: Sequence[ObjectPrompt], visual: Sequence[ObjectPrompt],
+                     added: set[int]) -> Iterator[FrameMasks]:
+        """The concept loop and the click tracker side by side, frame by frame."""
+        replaced = {p.object_id for p in visual} - added
+        words = self._frames(video, concepts, skip=added) if concepts else None
+        for clicked in self.clicks.track(video, visual):
+            frame = next(words) if words is not None else FrameMasks(clicked.frame_index, image=clicked.image)
+            for object_id in replaced:  # the instance a person corrected: the person's track stands for it
+                frame.masks.pop(object_id, None)
+                frame.scores.pop(object_id, None)
+            frame.masks |= clicked.masks
+            frame.scores |= clicked.scores
+            frame.image = frame.image or clicked.image
+            yield frame
 
     def session(self, video: VideoSource, phrases: Sequence[str]):
         """A session over `video` with these text prompts, its frames pre-processed on demand."""
@@ -111,7 +140,7 @@ class Sam3Tracker:
             index = int(output.frame_idx)
             yield index, frames.take_image(index), post
 
-    def _frames(self, video: VideoSource, prompts: Sequence[ObjectPrompt]) -> Iterator[FrameMasks]:
+    def _frames(self, video: VideoSource, prompts: Sequence[ObjectPrompt], skip: set[int] = frozenset()) -> Iterator[FrameMasks]:
         if not prompts:
             for index, image in video.frames():
                 yield FrameMasks(index, image=image)
@@ -127,7 +156,7 @@ class Sam3Tracker:
             result = FrameMasks(index, image=image)
             for k, sam_id in enumerate(post["object_ids"].tolist()):
                 if sam_id not in ours:
-                    ours[sam_id] = len(ours) + 1
+                    ours[sam_id] = next(i for i in itertools.count(max(ours.values(), default=0) + 1) if i not in skip)
                     result.found[ours[sam_id]] = prompt_of[sam_id]
                 object_id = ours[sam_id]
                 result.masks[object_id] = masks[k]  # the video's size: the session knows it
