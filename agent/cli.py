@@ -25,6 +25,10 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
                              "SAM 2's original one (default: the checkpoint's own)")
     parser.add_argument("--propagation-weights", metavar="FILE_OR_HUB_ID",
                         help="original SAM 2 weights for Sa2VA-i on a plain Sa2VA checkpoint (sam2_hiera_large.pt, or facebook/sam2-hiera-large)")
+    parser.add_argument("--tracker", choices=["sam2", "sam3"],
+                        help="sa2va: what carries the [SEG] objects through the video: sam2 (default, Sa2VA's own) or sam3 (their "
+                             "keyframe masks as mask prompts of SAM 3's tracker; --tracker-model, default facebook/sam3)")
+    parser.add_argument("--tracker-model", metavar="DIR_OR_HUB_ID", help="the SAM 3 checkpoint for --tracker sam3")
     parser.add_argument("--motion-aware", action="store_const", const=True,
                         help="SAM 2 tracking with SAMURAI-style motion-aware memory (Kalman box re-ranking, confident frames only)")
 
@@ -201,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _backend_options(args: argparse.Namespace) -> dict:
     names = ("dtype", "quantize", "sam2_config", "keyframes", "keyframe_strategy", "answer", "motion_aware", "inference",
-             "propagation_weights")
+             "propagation_weights", "tracker", "tracker_model")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 

@@ -19,7 +19,7 @@ RED_CLICK = [(16.0, 22.0)]  # on the red square of frame 0
 BLUE_BOX = (60.0, 40.0, 80.0, 60.0)  # around the blue square of frame 0
 
 
-def reference(folder, frames, inputs, start: int, reverse: bool = False) -> dict[int, dict[int, np.ndarray]]:
+def reference(folder, frames, inputs, start: int, reverse: bool = False, size=(72, 96)) -> dict[int, dict[int, np.ndarray]]:
     """transformers' tracker on `frames`: `inputs` = [(frame, object id, add_inputs keywords)]; frame → id → mask."""
     from transformers import Sam3TrackerVideoModel, Sam3TrackerVideoProcessor
 
@@ -32,7 +32,7 @@ def reference(folder, frames, inputs, start: int, reverse: bool = False) -> dict
             processor.add_inputs_to_inference_session(session, frame_idx=frame, obj_ids=object_id, **options)
             model(inference_session=session, frame_idx=frame)
         for output in model.propagate_in_video_iterator(session, start_frame_idx=start, reverse=reverse):
-            masks = processor.post_process_masks([output.pred_masks], original_sizes=[[72, 96]], binarize=True)[0]
+            masks = processor.post_process_masks([output.pred_masks], original_sizes=[list(size)], binarize=True)[0]
             out[int(output.frame_idx)] = {i: masks[k, 0].numpy() for k, i in enumerate(output.object_ids)}
     return out
 
@@ -112,3 +112,36 @@ def test_sam3_a_sessions_click_corrects_an_instance_in_place(sam3_backend):
         for other in set(first.objects) - {target}:
             assert np.array_equal(session.objects.mask(other, t), first.masks(t)[other]), (t, other)
     assert any(not np.array_equal(before[t], expected[t][target]) for t in range(10)), "the correction changed the track"
+
+
+def test_sam3_tracker_for_sa2va_carries_the_seg_keyframe_masks(sam3_backend, qwen25_fixture):
+    """`--backend sa2va --tracker sam3`: the [SEG] object's masks on its keyframes (Sa2VA's own, decoded without
+    memory: what the plain backend gives there) become mask prompts of SAM 3's tracker, which tracks them as
+    transformers' Sam3TrackerVideoModel does."""
+    from PIL import Image
+
+    from agent.errors import UserError
+    from test_sa2va_fixture import load_fixture
+
+    _, folder = sam3_backend
+    with pytest.raises(UserError, match="--tracker-model is the SAM 3 checkpoint"):
+        load_fixture(qwen25_fixture, tracker_model=str(folder))
+    plain = load_fixture(qwen25_fixture, keyframes=2)
+    combined = load_fixture(qwen25_fixture, keyframes=2, tracker="sam3", tracker_model=str(folder))
+    assert combined.settings["tracker"] == "sam3" and plain.settings["tracker"] == "sam2"
+    frames = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((qwen25_fixture / "inputs").glob("*.png"))]
+    replies = {}
+    for name, backend in (("plain", plain), ("combined", combined)):
+        backend.grounder.teacher["segment"] = "Sure, [SEG]."
+        try:
+            replies[name] = Pipeline(backend, qwen25_fixture / "inputs", progress=False).run(Request("the red square", mode="direct"))
+        finally:
+            backend.grounder.teacher.pop("segment")
+    keyframes = replies["plain"].keyframes
+    assert replies["combined"].keyframes == keyframes and len(keyframes) == 2
+    assert sorted(replies["combined"].objects) == [1]
+    seeds = [(t, 1, {"input_masks": replies["plain"].masks(t)[1]}) for t in keyframes]
+    height, width = frames[0].shape[:2]
+    expected = reference(folder, frames, seeds, start=keyframes[0], size=(height, width))
+    for t in range(len(frames)):
+        assert np.array_equal(replies["combined"].masks(t)[1], expected[t][1]), t

@@ -86,6 +86,8 @@ def load_sa2va(
     normalisation: str | None = None,
     inference: str | None = None,
     propagation_weights: str | None = None,
+    tracker: str | None = None,
+    tracker_model: str | None = None,
 ) -> Backend:
     """Load an official Sa2VA checkpoint without `trust_remote_code`.
 
@@ -94,7 +96,21 @@ def load_sa2va(
     the official inference's values. `normalisation`: SAM 2's mean/std as the official code rounds
     them ("bfloat16", the default) or exact ("float32"). `inference`: "sa2va" or "sa2va-i" (default:
     the checkpoint's own; see inference.py), with `propagation_weights` the original SAM 2 for Sa2VA-i.
+    `tracker`: "sam2" (the default, Sa2VA's own) or "sam3": the `[SEG]` objects' keyframe masks become mask prompts of
+    SAM 3's tracker (`tracker_model`: a SAM 3 checkpoint, default facebook/sam3; agent/tracker/seeded.py).
     """
+    if tracker not in (None, "sam2", "sam3"):
+        raise UserError(f"--tracker must be sam2 or sam3, not {tracker!r}")
+    if tracker_model is not None and tracker != "sam3":
+        raise UserError("--tracker-model is the SAM 3 checkpoint of --tracker sam3; add --tracker sam3 or drop it")
+    if tracker == "sam3" and motion_aware:
+        raise UserError("--motion-aware changes SAM 2's memory; with --tracker sam3 SAM 3 tracks: drop one of them")
+    if tracker == "sam3":  # its checkpoint checked before any weights load
+        from agent.backends.sam3 import checkpoint as sam3_checkpoint
+
+        tracker_model = tracker_model or sam3_checkpoint.DEFAULT_MODEL
+        tracker_folder = sam3_checkpoint.resolve_checkpoint(tracker_model, "--tracker-model")
+        sam3_checkpoint.check_checkpoint(tracker_folder)
     folder = checkpoint.resolve_checkpoint(model)
     config = checkpoint.read_config(folder)
     extras = config.get(checkpoint.EXTRAS_KEY) or {}
@@ -118,8 +134,16 @@ def load_sa2va(
     normalisation = normalisation or extras.get("sam2_normalisation") or "bfloat16"
     if normalisation not in ("bfloat16", "float32"):
         raise UserError(f"SAM 2 normalisation must be bfloat16 or float32, not {normalisation!r}")
-    tracker = build_tracker(sam2_node, sam2_state, device, inference=inference, propagation_weights=propagation_weights,
-                            autocast=autocast, motion_aware=motion_aware, normalisation=normalisation)
+    video_tracker = build_tracker(sam2_node, sam2_state, device, inference=inference, propagation_weights=propagation_weights,
+                                 autocast=autocast, motion_aware=motion_aware, normalisation=normalisation)
+    propagation = {}
+    if tracker == "sam3":
+        from agent.backends.sam3.spec import load_sam3
+        from agent.tracker.seeded import MaskSeededTracker
+
+        sam3 = load_sam3(str(tracker_folder), device, dtype=str(torch_dtype).removeprefix("torch."))
+        propagation = {"tracker": "sam3", "tracker_model": tracker_model, "sam3": sam3.settings}
+        video_tracker = MaskSeededTracker(video_tracker, sam3.tracker)
     vlm, inputs, family = load_vlm(folder, config, torch_dtype, device, quantize, min_pixels=min_pixels, max_pixels=max_pixels)
     projector = load_projector(folder).to(device)
     grounder = Sa2VAGrounder(vlm, inputs, projector, family.name, answer=answer)
@@ -128,9 +152,9 @@ def load_sa2va(
         "autocast": None if autocast is None else str(autocast).removeprefix("torch."),
         "quantize": quantize, "inference": inference, "propagation_weights": propagation_weights, "motion_aware": bool(motion_aware),
         "sam2_config": str(sam2_config or extras.get("sam2_config") or "official Hiera-L"), "sam2_normalisation": normalisation,
-        "min_pixels": min_pixels, "max_pixels": max_pixels, "answer": answer,
+        "min_pixels": min_pixels, "max_pixels": max_pixels, "answer": answer, "tracker": "sam2", **propagation,
     }
-    return Backend("sa2va", str(model), device, grounder, tracker, keyframes, keyframe_strategy, settings=settings)
+    return Backend("sa2va", str(model), device, grounder, video_tracker, keyframes, keyframe_strategy, settings=settings)
 
 
 class Sa2VASpec:

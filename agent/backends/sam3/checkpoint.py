@@ -21,37 +21,38 @@ CONFIG_FILES = ("config.json", "processor_config.json", "preprocessor_config.jso
                 "video_preprocessor_config.json")
 
 
-def _access_help(model: str) -> str:
+def _access_help(model: str, option: str = "--model") -> str:
     return (f"request access at https://huggingface.co/{model} (accept the licence), log in with `hf auth login` "
-            "or set HF_TOKEN, and run again; or pass a downloaded folder with --model")
+            f"or set HF_TOKEN, and run again; or pass a downloaded folder with {option}")
 
 
-def resolve_checkpoint(model: str) -> Path:
-    """A local folder, or a hub id downloaded through huggingface_hub's cache (configs, tokenizer, safetensors)."""
+def resolve_checkpoint(model: str, option: str = "--model") -> Path:
+    """A local folder, or a hub id downloaded through huggingface_hub's cache (configs, tokenizer, safetensors);
+    `option`: the command-line option that gave it, for the messages."""
     path = Path(model).expanduser()
     if path.is_dir():
         return path
     if path.exists():
-        raise UserError(f"--model {model} is a file; give a SAM 3 checkpoint folder or a hub id such as {DEFAULT_MODEL}")
+        raise UserError(f"{option} {model} is a file; give a SAM 3 checkpoint folder or a hub id such as {DEFAULT_MODEL}")
     if not looks_like_hub_id(model):
-        raise UserError(f"--model {model}: no such folder, and not a hub id (owner/name) such as {DEFAULT_MODEL}")
+        raise UserError(f"{option} {model}: no such folder, and not a hub id (owner/name) such as {DEFAULT_MODEL}")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
         return Path(snapshot_download(model, allow_patterns=SNAPSHOT_PATTERNS))
     except GatedRepoError:  # also what a gated repo answers when no token is given
-        raise UserError(f"{model} is gated on the Hugging Face hub and this machine has no access to it: {_access_help(model)}") from None
+        raise UserError(f"{model} is gated on the Hugging Face hub and this machine has no access to it: {_access_help(model, option)}") from None
     except RepositoryNotFoundError:  # a private or gated repo looks absent to a request without a token
         raise UserError(f"{model} is not on the Hugging Face hub, or not visible without a token: check the id; "
-                        f"if it is gated, {_access_help(model)}") from None
+                        f"if it is gated, {_access_help(model, option)}") from None
     except LocalEntryNotFoundError:
         raise UserError(f"cannot reach the Hugging Face hub and {model} is not in its cache here; connect (and log in: "
-                        "`hf auth login`), or download it elsewhere and pass the folder with --model") from None
+                        f"`hf auth login`), or download it elsewhere and pass the folder with {option}") from None
     except Exception as exc:  # offline, a proxy, a full disk: all mean "cannot get it here"
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot get {model} from the Hugging Face hub ({type(exc).__name__}: {reason}); check the id and "
-                        "the connection, or download it elsewhere and pass the folder with --model") from None
+                        f"the connection, or download it elsewhere and pass the folder with {option}") from None
 
 
 def _names_code(value: object) -> bool:
