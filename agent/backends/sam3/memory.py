@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 
 MEMORY_KEYS = ("maskmem_features", "maskmem_pos_enc", "object_pointer")  # what a later frame reads
 POINTER_KEYS = ("object_pointer",)
@@ -95,41 +96,68 @@ def _bound_hotstart(session, window: MemoryWindow, latest: int) -> None:
             frames.clear()  # the key stays: the keep-alive suppression loops over these objects
     for pair in [pair for pair in session.overlap_pair_to_frame_inds if settled(pair[1])]:
         del session.overlap_pair_to_frame_inds[pair]
+    _forget_removed(session, window, latest)
+
+
+def _forget_removed(session, window: MemoryWindow, latest: int) -> None:
+    """Forget the objects the hotstart removed once no output still to come can show them. Without this every
+    false detection the hotstart removes leaves records for the rest of the video (several per frame for a
+    detector that keeps proposing), and the loop deep-copies them on every frame.
+
+    Removed objects are skipped by every heuristic (their keys are only read to be skipped) and are gone from the
+    tracker, so only `postprocess_outputs` still needs their ids, in `hotstart_removed_obj_ids`, to hide them in
+    outputs made before the removal. An object is removed at the latest `hotstart_delay - 1` frames after its first
+    frame, and is in no output after that; the loop has yielded the output of every frame up to
+    `latest - hotstart_delay + 1` by now. So an object first seen `2 * hotstart_delay` frames ago is in none of the
+    outputs still to come."""
+    first = session.obj_first_frame_idx
+    gone = [obj_id for obj_id in session.removed_obj_ids if first.get(obj_id, latest) + 2 * window.hotstart_delay <= latest]
+    for obj_id in gone:
+        for record in (session.unmatched_frame_inds, session.trk_keep_alive, session.obj_id_to_score, first):
+            record.pop(obj_id, None)
+        session.removed_obj_ids.discard(obj_id)
+        session.hotstart_removed_obj_ids.discard(obj_id)
 
 
 @dataclass(frozen=True)
-class Footprint:
-    """What a session keeps per frame: entries (frame-keyed records) and the bytes of their tensors."""
+class Held:
+    """Everything a session holds, found by walking its attributes: what grows if anything in it grows."""
 
-    frame_entries: int  # tracker outputs with spatial memory or more, bookkeeping records, frame indices in lists
-    pointer_entries: int  # conditioning frames kept for their object pointer alone
-    tensor_bytes: int  # of every kept tracker output
-    objects: int
-
-
-def _tensor_bytes(value) -> int:
-    if isinstance(value, torch.Tensor):
-        return value.numel() * value.element_size()
-    if isinstance(value, (list, tuple)):
-        return sum(_tensor_bytes(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_tensor_bytes(v) for v in value.values())
-    return 0
+    items: int  # entries of every dict, list, tuple and set in it, at any depth (frame-keyed records and all)
+    bytes: int  # of every distinct tensor storage (a view into a batch counts the batch, once) and decoded image
+    stored_frames: int  # the most frames any one object has tracker outputs kept for
+    pointer_only_frames: int  # conditioning frames kept for their object pointer alone (the part that may grow)
 
 
-def footprint(session) -> Footprint:
-    entries = pointers = 0
-    for outputs in session.output_dict_per_obj.values():
-        for kind in ("non_cond_frame_outputs", "cond_frame_outputs"):
-            for entry in outputs[kind].values():
-                only_pointer = kind == "cond_frame_outputs" and set(entry) <= set(POINTER_KEYS)
-                pointers += only_pointer
-                entries += not only_pointer
-    entries += sum(len(tracked) for tracked in session.frames_tracked_per_obj.values())
-    if hasattr(session, "obj_first_frame_idx"):
-        entries += len(session.obj_id_to_tracker_score_frame_wise) + len(session.suppressed_obj_ids)
-        entries += sum(len(frames) for frames in session.unmatched_frame_inds.values())
-        entries += sum(len(frames) for frames in session.overlap_pair_to_frame_inds.values())
-    images = getattr(session.processed_frames, "images", None)  # ours: decoded frames waiting for output
-    entries += len(images) if images is not None else 0
-    return Footprint(entries, pointers, _tensor_bytes(session.output_dict_per_obj), len(session.output_dict_per_obj))
+def held(session) -> Held:
+    """What `session` holds now. Our on-demand frames count as the images they keep (walking the mapping would
+    decode the video); transformers' pre-loaded frames count in full."""
+    seen, storages = set(), set()
+    items = size = 0
+    frames = session.processed_frames
+    stack = [getattr(frames, "images", frames)] + [v for k, v in vars(session).items() if k != "processed_frames"]
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, torch.Tensor):
+            storage = value.untyped_storage()
+            if storage.data_ptr() not in storages:
+                storages.add(storage.data_ptr())
+                size += storage.nbytes()
+        elif isinstance(value, Image.Image):
+            size += value.width * value.height * len(value.getbands())
+        elif isinstance(value, dict):
+            items += len(value)
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            items += len(value)
+            stack.extend(value)
+        elif type(value).__module__.startswith("transformers") and hasattr(value, "__dict__"):
+            stack.extend(vars(value).values())  # the session's feature cache
+    outputs = list(session.output_dict_per_obj.values())
+    stored = max((len(o["cond_frame_outputs"]) + len(o["non_cond_frame_outputs"]) for o in outputs), default=0)
+    pointer_only = sum(set(entry) <= set(POINTER_KEYS) for o in outputs for entry in o["cond_frame_outputs"].values())
+    return Held(items, size, stored, pointer_only)
