@@ -7,92 +7,9 @@ import sys
 from pathlib import Path
 
 from agent import __version__
+from agent.cli_options import (add_backend_options, add_feature_cache_option, add_mode_option, add_planner_options,
+                               backend_options, checked_backend, checked_mode, planner_from)
 from agent.errors import UserError
-
-
-def _add_backend_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="auto", help="backend name (see `rvos backends`); auto: first that can run")
-    parser.add_argument("--model", help="model id on the Hugging Face hub or a local checkpoint folder")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="model dtype (default: float32 on CPU, bfloat16 on CUDA; bfloat16 is faster on CPUs with AVX512-BF16 or AMX)")
-    parser.add_argument("--quantize", choices=["4bit", "8bit"], help="quantize the language model with bitsandbytes (CUDA)")
-    parser.add_argument("--sam2-config", help="SAM 2 architecture yaml when the checkpoint's is not the official Hiera-L")
-    parser.add_argument("--keyframes", type=int, help="how many keyframes the grounder sees (default 5)")
-    parser.add_argument("--keyframe-strategy", choices=["uniform", "uniform-floor", "first"],
-                        help="uniform over the video (default; uniform-floor rounds down, as Sa2VA-i does and its default) or the first frames")
-    parser.add_argument("--inference", choices=["sa2va", "sa2va-i"],
-                        help="sa2va: [SEG] prompts SAM 2 on keyframes; sa2va-i: keyframe masks from Sa2VA's decoder, propagated by "
-                             "SAM 2's original one (default: the checkpoint's own)")
-    parser.add_argument("--propagation-weights", metavar="FILE_OR_HUB_ID",
-                        help="original SAM 2 weights for Sa2VA-i on a plain Sa2VA checkpoint (sam2_hiera_large.pt, or facebook/sam2-hiera-large)")
-    parser.add_argument("--tracker", choices=["sam2", "sam3"],
-                        help="sa2va: what carries the [SEG] objects through the video: sam2 (default, Sa2VA's own) or sam3 (their "
-                             "keyframe masks as mask prompts of SAM 3's tracker; --tracker-model, default facebook/sam3)")
-    parser.add_argument("--tracker-model", metavar="DIR_OR_HUB_ID", help="the SAM 3 checkpoint for --tracker sam3")
-    parser.add_argument("--motion-aware", action="store_const", const=True,
-                        help="SAM 2 tracking with SAMURAI-style motion-aware memory (Kalman box re-ranking, confident frames only)")
-
-
-def _add_planner_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("planner", "an outside multimodal LLM on an OpenAI-compatible server plans over the tools "
-                                      "(key: $RVOS_PLANNER_API_KEY or $OPENAI_API_KEY)")
-    group.add_argument("--planner", metavar="URL", help="the server's address, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama, llama.cpp, …)")
-    group.add_argument("--planner-model", metavar="NAME", help="the model the server serves, e.g. Qwen/Qwen2.5-VL-7B-Instruct")
-    # no argparse defaults: an option given without --planner is refused; PlannerConfig holds the defaults
-    group.add_argument("--planner-protocol", choices=["auto", "tools", "json"],
-                       help="tools: tool calls; json: one JSON reply under the server's structured output; auto (default): tools, else json")
-    group.add_argument("--planner-max-calls", type=int, help="tool calls per question (default 8)")
-    group.add_argument("--planner-max-seconds", type=float, help="seconds per question (default 300)")
-    group.add_argument("--planner-retries", type=int, help="unusable replies retried, the error shown to the model (default 2)")
-    group.add_argument("--planner-candidates", type=int, help="most candidates one find returns (default 5)")
-    group.add_argument("--no-planner-verify", dest="planner_verify", action="store_const", const=False,
-                       help="end at the planner's select, without showing it the chosen masks to confirm")
-
-
-def _add_mode_option(parser: argparse.ArgumentParser) -> None:
-    from agent.pipeline import MODES
-
-    # no argparse default: `--protocol semi` refuses a mode given; every door's default is agent.pipeline.DEFAULT_MODE
-    parser.add_argument("--mode", choices=MODES, help="how the words are answered: auto (default: direct, reasoning when "
-                        "verification fails; with --planner: the planner), direct, reasoning or planner")
-
-
-def _add_feature_cache_option(parser: argparse.ArgumentParser) -> None:
-    from agent.tracker.feature_cache import DEFAULT_FEATURE_CACHE_MB
-
-    parser.add_argument("--feature-cache-mb", type=float, default=DEFAULT_FEATURE_CACHE_MB, metavar="MB",
-                        help=f"per session: MB of frames' image features kept, so a correction re-encodes only frames it had not "
-                             f"seen (default {DEFAULT_FEATURE_CACHE_MB:g}; 0: none)")
-
-
-def _mode(args: argparse.Namespace, planner, switchable: bool = False) -> str:
-    """The mode asked for (default: the one every door has); `switchable`: the door can change mode later (chat)."""
-    from agent.pipeline import DEFAULT_MODE
-
-    mode = args.mode or DEFAULT_MODE
-    if mode == "planner" and planner is None:
-        raise UserError("--mode planner needs a planner: add --planner URL --planner-model NAME, or use another --mode")
-    if planner is not None and mode in ("direct", "reasoning") and not switchable:
-        raise UserError(f"--mode {mode} does not ask the planner: drop --planner, or use --mode auto or planner")
-    return mode
-
-
-PLANNER_OPTIONS = {"planner_model": "model", "planner_protocol": "protocol", "planner_max_calls": "max_calls",
-                   "planner_max_seconds": "max_seconds", "planner_retries": "retries", "planner_candidates": "candidates",
-                   "planner_verify": "verify"}
-
-
-def _planner(args: argparse.Namespace):
-    """The planner's config from the flags (checked before any model loads), or None."""
-    given = {field: getattr(args, option) for option, field in PLANNER_OPTIONS.items() if getattr(args, option, None) is not None}
-    if not getattr(args, "planner", None):
-        if given:
-            option = next(o for o, f in PLANNER_OPTIONS.items() if f in given)
-            raise UserError(f"--{option.replace('_', '-')} needs --planner URL (the server's address); add it or drop the option")
-        return None
-    from agent.planner import PlannerConfig
-
-    return PlannerConfig(args.planner, **({"model": ""} | given)).check()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,9 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1[@FRAME]", help="a box around an object (one object each; repeatable)")
     seg.add_argument("--point", action="append", default=[], metavar="X,Y[,+|-][@FRAME]",
                      help="a click on (+, default) or off (-) the object; the clicks are one object, the box's when there is one box (repeatable)")
-    _add_backend_options(seg)
-    _add_planner_options(seg)
-    _add_mode_option(seg)
+    add_backend_options(seg)
+    add_planner_options(seg)
+    add_mode_option(seg)
     seg.add_argument("--answer", help="force the model's answer (teacher forcing), e.g. 'Sure, [SEG].'")
     seg.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     seg.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
@@ -121,16 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = sub.add_parser("chat", help="talk about a video: multi-turn questions and segmentation requests")
     chat.add_argument("video", help="video file, folder of frames, or image")
-    _add_backend_options(chat)
-    _add_planner_options(chat)
-    _add_mode_option(chat)
-    _add_feature_cache_option(chat)
+    add_backend_options(chat)
+    add_planner_options(chat)
+    add_mode_option(chat)
+    add_feature_cache_option(chat)
     chat.add_argument("--answer", help=argparse.SUPPRESS)
     chat.add_argument("--debug", action="store_true", help="show tracebacks")
 
     from agent import cli_describe
 
-    cli_describe.add_parser(sub, _add_backend_options)
+    cli_describe.add_parser(sub, add_backend_options)
 
     score = sub.add_parser("score", help="score palette masks against ground truth (DAVIS J, F, J&F)")
     score.add_argument("gt_root", help="folder with Annotations/<video>/<frame>.png")
@@ -146,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--protocol", choices=["referring", "semi"], default="referring",
                           help="referring: ground each expression (default); semi: DAVIS semi-supervised, the first annotated frame's masks as the prompt")
     evaluate.add_argument("--out", required=True, help="evaluation folder (re-run the same command to resume)")
-    _add_backend_options(evaluate)
-    _add_planner_options(evaluate)
-    _add_mode_option(evaluate)
+    add_backend_options(evaluate)
+    add_planner_options(evaluate)
+    add_mode_option(evaluate)
     evaluate.add_argument("--answer", help="force the model's answer (teacher forcing)")
     evaluate.add_argument("--ray", metavar="auto|ADDRESS", help="distribute videos over a Ray cluster (auto: running one, else local)")
     evaluate.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else 2)")
@@ -176,13 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--debug", action="store_true", help="show tracebacks")
 
     serve = sub.add_parser("serve", help="a web page to talk to videos, look at the masks and correct them (one model, many browsers)")
-    _add_backend_options(serve)
-    _add_planner_options(serve)
+    add_backend_options(serve)
+    add_planner_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --auth)")
     serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     serve.add_argument("--concurrency", type=int, default=2, help="jobs in progress at a time (default 2); on lite they run at once on the "
                        "one loaded model, on SAM 2 backends one at a time")
-    _add_feature_cache_option(serve)
+    add_feature_cache_option(serve)
     serve.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this login (or set $RVOS_SERVE_AUTH)")
     serve.add_argument("--max-upload-mb", type=float, default=200, help="largest upload in MB (default 200)")
     serve.add_argument("--max-frames", type=int, default=3000, help="longest video in frames (default 3000)")
@@ -195,28 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from agent.batch import add_batch_command  # its options sit beside the code that reads them
 
-    add_batch_command(sub, _add_backend_options)
+    add_batch_command(sub, add_backend_options)
 
     backends = sub.add_parser("backends", help="list backends and whether each can run here")
     backends.add_argument("--model", help="check this model for backends that take one")
     backends.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
-
-
-def _backend_options(args: argparse.Namespace) -> dict:
-    names = ("dtype", "quantize", "sam2_config", "keyframes", "keyframe_strategy", "answer", "motion_aware", "inference",
-             "propagation_weights", "tracker", "tracker_model")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-
-
-def _checked_backend(args: argparse.Namespace) -> tuple[str, str]:
-    """The backend `--backend` stands for and the device to load it on, once every check that needs no model has
-    passed: it can run here, the device exists and suits it, and it honours every option given (one it would
-    ignore is refused)."""
-    from agent.backends import check_backend
-
-    spec, device = check_backend(args.backend, args.model, args.device, **_backend_options(args))
-    return spec.name, device
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -231,17 +132,17 @@ def _segment(args: argparse.Namespace) -> int:
         raise UserError('say what to segment: an instruction ("the dog on the left") or a visual prompt (--mask, --box, --point)')
     if args.instruction is not None:
         check_instruction(args.instruction)
-    planner = _planner(args)
-    mode = _mode(args, planner)
+    planner = planner_from(args)
+    mode = checked_mode(args, planner)
     from agent import cli_live
     if cli_live.is_live(args):  # stdin, a pipe, a stream URL, a device, or --live: checked and run there
-        return cli_live.run(args, planner, mode, _checked_backend, _backend_options)
+        return cli_live.run(args, planner, mode, checked_backend, backend_options)
     source = VideoSource.open(args.video)
     prompts = command_line_prompts(len(source), source.size, args.point, args.box, args.mask)
     Request(args.instruction, tuple(prompts), mode)  # refuses what the mode cannot take
     check_output_folder(Path(args.out), args.overwrite)
-    name, device = _checked_backend(args)
-    backend = load_backend(name, args.model, device, **_backend_options(args))
+    name, device = checked_backend(args)
+    backend = load_backend(name, args.model, device, **backend_options(args))
     run = segment(source, args.instruction, backend, args.out, mode=mode, planner=planner, prompts=prompts, overwrite=args.overwrite,
                   overlay=not args.no_overlay)
     print(f"answer: {run.answer}")
@@ -259,19 +160,19 @@ def _chat(args: argparse.Namespace) -> int:
     from agent.video.source import VideoSource
 
     video = VideoSource.open(args.video)  # bad input fails before a model loads
-    planner = _planner(args)
-    mode = _mode(args, planner, switchable=True)
+    planner = planner_from(args)
+    mode = checked_mode(args, planner, switchable=True)
     if args.feature_cache_mb < 0:
         raise UserError("--feature-cache-mb must be 0 (no cache) or more")
-    name, device = _checked_backend(args)
-    assistant = Assistant.load(name, args.model, device, planner=planner, **_backend_options(args))
+    name, device = checked_backend(args)
+    assistant = Assistant.load(name, args.model, device, planner=planner, **backend_options(args))
     return run_chat(assistant.open(video, feature_cache_mb=args.feature_cache_mb), mode=mode)
 
 
 def _describe(args: argparse.Namespace) -> int:
     from agent import cli_describe
 
-    return cli_describe.run(args, _checked_backend, _backend_options)
+    return cli_describe.run(args, checked_backend, backend_options)
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -300,9 +201,9 @@ def _batch(args: argparse.Namespace) -> int:
     items = read_items(args.input, args.out, args.instruction, args.point, args.box, args.mask)
     if args.workers is not None and (args.workers < 1 or not args.ray):
         raise UserError("--workers N (N ≥ 1) sets the Ray workers: give it with --ray, or drop it")
-    name, device = _checked_backend(args)
+    name, device = checked_backend(args)
     # on Ray the device as asked: workers resolve `auto` on their own machines
-    job = BatchJob(args.out, name, args.model, args.device if args.ray else device, _backend_options(args), overlay=not args.no_overlay)
+    job = BatchJob(args.out, name, args.model, args.device if args.ray else device, backend_options(args), overlay=not args.no_overlay)
     summary = run_batch(job, items, source=args.input, ray_address=args.ray, workers=args.workers)
     print_summary(summary)
     return 0 if not summary["failed"] else 1
@@ -314,17 +215,17 @@ def _eval(args: argparse.Namespace) -> int:
     # fail before any work: options the protocol or the backend would ignore, a device that is not there
     if args.workers is not None and (args.workers < 1 or not args.ray):
         raise UserError("--workers N (N ≥ 1) sets the Ray workers: give it with --ray, or drop it")
-    planner = _planner(args)
+    planner = planner_from(args)
     if args.protocol == "semi":
         from agent.evaluation.semi import check_semi_options
 
         check_semi_options(planner=args.planner, split=args.split, dataset=None if args.dataset in (None, "generic") else args.dataset,
                            ray=args.ray, workers=args.workers, answer=args.answer, keyframes=args.keyframes,
                            keyframe_strategy=args.keyframe_strategy, mode=args.mode)
-    name, _ = _checked_backend(args)
+    name, _ = checked_backend(args)
     # the device as asked: Ray workers resolve `auto` on their own machines
-    mode = _mode(args, planner)
-    job = EvalJob(args.root, args.dataset or "generic", args.split, name, args.out, args.model, args.device, _backend_options(args), planner,
+    mode = checked_mode(args, planner)
+    job = EvalJob(args.root, args.dataset or "generic", args.split, name, args.out, args.model, args.device, backend_options(args), planner,
                   mode)
     if args.protocol == "semi":
         from agent.evaluation.semi import run_semi_supervised
@@ -386,9 +287,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     limits = Limits(max_upload_mb=args.max_upload_mb, max_frames=args.max_frames, max_side=args.max_side)
     options = ServeOptions(args.backend, args.model, args.device, args.host, args.port, args.concurrency, args.auth, limits,
-                           args.idle_minutes, args.examples, _planner(args), max_sessions=args.max_sessions,
+                           args.idle_minutes, args.examples, planner_from(args), max_sessions=args.max_sessions,
                            feature_cache_mb=args.feature_cache_mb)
-    serve(options, _backend_options(args))
+    serve(options, backend_options(args))
     return 0
 
 

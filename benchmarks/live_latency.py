@@ -15,36 +15,23 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from agent.backends import load_backend
 from agent.live import run_live
 from agent.pipeline import Request
 from agent.video.live import LiveSource
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.live_stream import encode_ts  # noqa: E402  (the tests' stream writer)
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "refdavis-mini3" / "JPEGImages" / "blackswan"
-
-
-def encode_ts(files: list[Path], path: Path, fps: int) -> None:
-    import av
-
-    with av.open(str(path), "w", format="mpegts") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height = Image.open(files[0]).size
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"tune": "zerolatency", "preset": "ultrafast"}
-        for file in files:
-            for packet in stream.encode(av.VideoFrame.from_image(Image.open(file).convert("RGB"))):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def feed(ts: Path, fifo: Path, fps: float) -> None:

@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
+from support.live_stream import encode_ts as encode_files
 
 FRAMES = 20
 FPS = 10
@@ -23,20 +23,7 @@ FPS = 10
 
 def encode_ts(frames_dir: Path, path: Path, count: int = FRAMES, fps: int = FPS) -> Path:
     """The first `count` frames as an H.264 MPEG-TS file, encoded as a live encoder would (zerolatency)."""
-    import av
-
-    files = sorted(frames_dir.glob("*.jpg"))[:count]
-    with av.open(str(path), "w", format="mpegts") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height = Image.open(files[0]).size
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"tune": "zerolatency", "preset": "ultrafast"}
-        for file in files:
-            for packet in stream.encode(av.VideoFrame.from_image(Image.open(file).convert("RGB"))):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return encode_files(sorted(frames_dir.glob("*.jpg"))[:count], path, fps)
 
 
 def decoded_frames(path: Path) -> list[Image.Image]:
