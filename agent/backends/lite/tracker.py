@@ -31,17 +31,17 @@ its ripples, would set a wrong size to defend), and is tracked backwards from th
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from agent.backends.lite.detector import CenterNetDetector
-from agent.backends.lite.identity import Identifier, Identity
+from agent.backends.lite.identity import Identifier
 from agent.backends.lite.regions import box_iou, box_of, colour_histogram, correction_box, expand_box, interior_point
-from agent.backends.lite.segmenter import Embedding, MiniSam
+from agent.backends.lite.segmenter import MiniSam
 from agent.backends.lite.text import VOCABULARY
+from agent.backends.lite.track_state import LiteTrackState, TrackedObject
 from agent.grounder.protocol import ObjectPrompt
 from agent.tracker.feature_cache import FeatureCache
 from agent.tracker.protocol import FrameMasks
@@ -57,72 +57,6 @@ CLASS_INDEX = {entry["name"]: index for index, entry in enumerate(VOCABULARY["cl
 def is_detection(prompt: ObjectPrompt) -> bool:
     """A grounder's detection (a labelled box); a person's box, or one a person corrected, is taken as drawn."""
     return prompt.source == "grounder" and prompt.box is not None and not prompt.points and prompt.mask is None
-
-
-@dataclass
-class _Object:
-    object_id: int
-    boxes: dict[int, tuple]  # grounder's boxes by frame
-    given: dict[int, ObjectPrompt] = field(default_factory=dict)  # a person's prompts by frame
-    mask: np.ndarray | None = None
-    appearance: np.ndarray | None = None
-    class_index: int | None = None
-    area: float = 0.0  # recent size (a running average over refreshes)
-    refreshed_area: float = 0.0  # size at the last refresh
-    motion: float = 0.0  # movement since the last refresh, relative to the object's size
-    since_refresh: int = 0
-    lost_since: int | None = None  # frame where it was lost (left the frame, hidden)
-    negatives: list[tuple[float, float]] = field(default_factory=list)  # a person's "not this" clicks, moved with the flow
-    box: tuple | None = None  # the last refreshed mask's box, moved by the mask's median flow: it does not grow with the flow
-    identity: Identity | None = None  # what the classifier named it on its first mask
-    checked: int = 0  # frame of the last identity check
-
-    def touches_negative(self) -> bool:
-        return self.mask is not None and any(self.mask[int(y), int(x)] for x, y in self.negatives)
-
-    @property
-    def start(self) -> int:
-        return min([*self.boxes, *self.given])
-
-
-class LiteTrackState:
-    """What one `track` call changes, made by `LiteTracker.init_state`: counters (`stats`), the current
-    frame's detections (shared by its objects), the optical-flow computer (OpenCV's keeps buffers: one per
-    call) and the pixel grid, and the session's `FeatureCache` if one was given: the frames' minisam
-    features and detections, by the frame's index in the session's video."""
-
-    def __init__(self, cache: FeatureCache | None = None):
-        self.cache = cache
-        self.stats = {"encoder_frames": 0, "frames": 0, "redetections": 0, "recognitions": 0, "cached_frames": 0}
-        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # no state kept between frames' calls
-        self.grid: tuple[np.ndarray, np.ndarray] | None = None  # pixel coordinates, built once per frame size
-        self.detected: tuple[Image.Image, list] | None = None  # the current frame's detections, shared by its objects
-        self.frame: tuple[Image.Image, int] | None = None  # the frame being tracked and its index in the session's video
-        self._asked: set[str] = set()  # the kinds of feature the cache was asked for on the current frame
-
-    def at(self, image: Image.Image, source_index: int) -> None:
-        self.frame = (image, source_index)
-        self._asked.clear()
-
-    def feature(self, kind: str, image: Image.Image, compute, nbytes: int | None = None):
-        """A feature of the current frame (`kind`: "minisam", "detections"): from the session's cache when it
-        has it, else computed (and kept there); another image than the current frame's is computed as it is.
-        `cached_frames` counts the frames whose minisam features the cache had before this call needed them."""
-        if self.cache is None or self.frame is None or self.frame[0] is not image:
-            return compute()
-        key = (kind, self.frame[1], image.size)
-        first = kind not in self._asked
-        self._asked.add(kind)
-        value = self.cache.get(key)
-        if value is None:
-            value = compute()
-            self.cache.put(key, value, nbytes)  # None: measured from its arrays
-        elif kind == "minisam" and first:
-            self.stats["cached_frames"] += 1
-        return value
-
-    def embed(self, segmenter: MiniSam, image: Image.Image) -> Embedding:
-        return self.feature("minisam", image, lambda: segmenter.embed(image))
 
 
 class LiteTracker:
@@ -169,7 +103,7 @@ class LiteTracker:
         warped = cv2.remap(mask.astype(np.float32), grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR)
         return warped > 0.5
 
-    def _anchor(self, state: LiteTrackState, obj: _Object, t: int, image: Image.Image, warped: np.ndarray):
+    def _anchor(self, state: LiteTrackState, obj: TrackedObject, t: int, image: Image.Image, warped: np.ndarray):
         """The box to prompt with on a refresh frame, and whether it comes from a detection."""
         guess = box_of(warped, margin=0.05)
         if t in obj.boxes and (guess is None or box_iou(obj.boxes[t], guess) > 0.1):
@@ -181,7 +115,7 @@ class LiteTracker:
                 return expand_box(best.box, 0.1, image.size), True
         return guess, False
 
-    def _refresh(self, state: LiteTrackState, obj: _Object, t: int, image: Image.Image, embedding, warped: np.ndarray) -> np.ndarray:
+    def _refresh(self, state: LiteTrackState, obj: TrackedObject, t: int, image: Image.Image, embedding, warped: np.ndarray) -> np.ndarray:
         box, detected = self._anchor(state, obj, t, image, warped)
         if box is None:
             return warped
@@ -197,7 +131,7 @@ class LiteTracker:
             return segment.mask
         return warped
 
-    def _resized(self, obj: _Object, warped: np.ndarray | None) -> bool:
+    def _resized(self, obj: TrackedObject, warped: np.ndarray | None) -> bool:
         """Whether the flow has changed the mask's size by more than `motion_budget` since its last refresh:
         flow smoothed across its border adds (or drops) a few pixels on every frame. Only for an object a
         detection can re-anchor: a refresh prompted by the drifted mask's own box segments what it drifted into."""
@@ -206,10 +140,10 @@ class LiteTracker:
         return abs(float(np.log(max(warped.sum(), 1) / obj.refreshed_area))) > np.log(1 + self.motion_budget)
 
     @staticmethod
-    def _size_error(obj: _Object, mask: np.ndarray) -> float:
+    def _size_error(obj: TrackedObject, mask: np.ndarray) -> float:
         return abs(float(np.log(max(mask.sum(), 1) / max(obj.area, 1.0))))
 
-    def _segment_in(self, obj: _Object, embedding, box, warped: np.ndarray, detected: bool):
+    def _segment_in(self, obj: TrackedObject, embedding, box, warped: np.ndarray, detected: bool):
         """minisam in a box, with the warped mask's interior point unless the box is a detection's."""
         points, labels = ([interior_point(warped)], [1]) if warped.any() and not detected else ([], [])
         points, labels = points + obj.negatives, labels + [0] * len(obj.negatives)
@@ -239,7 +173,7 @@ class LiteTracker:
             box = correction_box(np.asarray(prompt.mask, bool), prompt.points, prompt.point_labels, image.size)
         return self.segmenter.segment(embedding, box=box, points=prompt.points, labels=prompt.point_labels).mask
 
-    def _redetect(self, state: LiteTrackState, obj: _Object, image: Image.Image, pixels: np.ndarray) -> np.ndarray | None:
+    def _redetect(self, state: LiteTrackState, obj: TrackedObject, image: Image.Image, pixels: np.ndarray) -> np.ndarray | None:
         """Look for a lost object: same-class detections, screened by colour inside their box, then segmented."""
         if self.detector is None or obj.class_index is None or obj.appearance is None:
             return None
@@ -259,14 +193,14 @@ class LiteTracker:
                 best, best_similarity = mask, similarity
         return best
 
-    def _doubted(self, obj: _Object, t: int, image: Image.Image, mask: np.ndarray) -> bool:
+    def _doubted(self, obj: TrackedObject, t: int, image: Image.Image, mask: np.ndarray) -> bool:
         """Every `search_every` frames (on a refresh), whether the classifier no longer names the mask as the object."""
         if self.identifier is None or obj.identity is None or t - obj.checked < self.search_every or not mask.any():
             return False
         obj.checked = t
         return not self.identifier.holds(obj.identity, image, mask, box_of(mask))
 
-    def _recognised(self, state: LiteTrackState, obj: _Object, image: Image.Image, pixels: np.ndarray, embedding=None) -> np.ndarray | None:
+    def _recognised(self, state: LiteTrackState, obj: TrackedObject, image: Image.Image, pixels: np.ndarray, embedding=None) -> np.ndarray | None:
         """The object found again by its name: of the two detection boxes (any class) the classifier names
         surest as it, the first whose minisam mask has the object's colours."""
         if self.identifier is None or obj.identity is None or self.detector is None:
@@ -321,9 +255,9 @@ class LiteTracker:
     def _run(self, state: LiteTrackState, video: VideoSource, prompts: Sequence[ObjectPrompt],
              keyframes: Mapping[int, Image.Image]) -> Iterator[FrameMasks]:
         """Forward from each object's first prompt; frames before it are empty."""
-        objects: dict[int, _Object] = {}
+        objects: dict[int, TrackedObject] = {}
         for prompt in prompts:
-            obj = objects.setdefault(prompt.object_id, _Object(prompt.object_id, {}))
+            obj = objects.setdefault(prompt.object_id, TrackedObject(prompt.object_id, {}))
             obj.class_index = CLASS_INDEX.get(prompt.label, obj.class_index)
             if is_detection(prompt):
                 obj.boxes[prompt.frame_index] = prompt.box
