@@ -24,11 +24,13 @@ ended, a stop was asked for — SIGTERM, Ctrl-C —, `duration` seconds passed o
 from __future__ import annotations
 
 import math
+import queue
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +40,7 @@ import numpy as np
 
 from agent.backends.base import Backend
 from agent.errors import UserError
+from agent.grounder.protocol import ObjectPrompt
 from agent.masks import mask_iou
 from agent.pipeline import Pipeline, Request
 from agent.video.live import GrowingFrames, LiveFrame, LiveSource
@@ -134,9 +137,13 @@ def stop_on_signals(stop: threading.Event):
 class _Runner:
     def __init__(self, source: LiveSource, backend: Backend, request: Request, writer: LiveWriter,
                  settings: LiveSettings, planner: Any, progress: Callable[[dict], None] | None):
-        self.source, self.backend, self.request, self.writer = source, backend, request, writer
+        self.source, self.backend, self.writer = source, backend, writer
         self.settings, self.planner, self.progress = settings, planner, progress
+        self.on_frame: Callable[[LiveFrame, dict[int, np.ndarray]], None] | None = None
         self.episode: _Episode | None = None
+        self.requests: list[Request | None] = [request]  # the run's request (or None), then each one asked while it runs
+        self.added: queue.SimpleQueue = queue.SimpleQueue()  # (request number, its Future) not yet grounded
+        self.origin: dict[int, int] = {}  # object id → the number of the request that found it
         self.objects: dict[int, str] = {}  # every object seen, by id → what produced it
         self.last_masks: dict[int, np.ndarray] = {}
         self.groundings: list[dict] = []
@@ -144,7 +151,7 @@ class _Runner:
         self.last_ground: float | None = None  # timestamp of the last grounding tried
         self.last_found: float | None = None  # ... and of the last one that found objects
         self.latencies: list[float] = []
-        self.mode = request.mode
+        self.mode = request.mode if request is not None else None
 
     def _due(self, frame: LiveFrame) -> bool:
         """Whether to ground on this frame."""
@@ -159,29 +166,60 @@ class _Runner:
             return True
         return frame.timestamp - self.last_found >= self.settings.reground
 
-    def _ground(self, frame: LiveFrame) -> None:
-        """The request on this frame alone; objects found start a new episode (ids kept where they overlap)."""
-        first = not self.groundings
-        request = self.request if first else Request(self.request.instruction, (), self.request.mode, self.request.max_retries)
-        if request.instruction is None and not first:
-            return  # a person's prompts only: nothing to look for again
+    def add(self, request: Request) -> Future:
+        """A request asked while the run goes on (another thread may call this): grounded on the next frame
+        handled, its objects tracked from there beside the ones already tracked. The future gets its Reply."""
+        if any(p.frame_index != 0 for p in request.prompts):
+            raise UserError("in a live run a visual prompt applies to the next frame handled; drop its frame number")
+        done: Future = Future()
+        self.requests.append(request)
+        self.added.put((len(self.requests) - 1, done))
+        return done
+
+    def _ground(self, frame: LiveFrame, number: int, repeat: bool) -> Any:
+        """Request `number` on this frame alone; objects found start a new episode (ids kept where they
+        overlap), which also carries on, from their last masks, the objects other requests found."""
+        asked = self.requests[number]
+        # a person's prompts stand for the frame they were given on: a repeat looks again for the words only
+        request = Request(asked.instruction, (), asked.mode, asked.max_retries) if repeat else asked
+        if request.instruction is None and repeat:
+            return None
         reply = Pipeline(self.backend, [frame.image], progress=False, planner=self.planner).run(request)
         self.last_ground = frame.timestamp
         self.mode = reply.mode
-        self.groundings.append({"frame": frame.index, "timestamp": round(frame.timestamp, 6), "answer": reply.answer,
-                                "objects": len(reply.objects)})
+        self.groundings.append({"frame": frame.index, "timestamp": round(frame.timestamp, 6), "request": number,
+                                "instruction": asked.instruction, "answer": reply.answer, "objects": len(reply.objects)})
         if not reply.objects or not reply.prompts:
             self.answer = self.answer or reply.answer
-            return
+            return reply
         found = reply.masks(0)
         ids = self._match(found)
         prompts = [replace(p, object_id=ids[p.object_id], frame_index=0) for p in reply.prompts if p.object_id in ids]
         for old, new in ids.items():
             self.objects.setdefault(new, reply.objects.get(old, "grounder"))
+            self.origin.setdefault(new, number)
+        carried = [ObjectPrompt(i, 0, mask=m, source="person") for i, m in sorted(self.last_masks.items())
+                   if self.origin.get(i) != number and i not in ids.values() and m.any()]
         if self.episode is not None:
             self.episode.close()
-        self.episode = _Episode(self.backend, frame.image, prompts, None)
+        self.episode = _Episode(self.backend, frame.image, prompts + carried, None)
         self.answer, self.last_found = reply.answer, frame.timestamp
+        return reply
+
+    def _ground_due(self, frame: LiveFrame) -> None:
+        """The run's own grounding when due (each worded request again, when regrounding), then what was asked
+        meanwhile."""
+        if self._due(frame):
+            first = not self.groundings
+            for number, request in enumerate(self.requests[:len(self.requests) if not first else 1]):
+                if request is not None and (number == 0 or request.instruction is not None):
+                    self._ground(frame, number, repeat=not first)
+        while not self.added.empty():
+            number, done = self.added.get()
+            try:
+                done.set_result(self._ground(frame, number, repeat=False))
+            except Exception as exc:  # the asker hears of it; the run goes on with what it tracks
+                done.set_exception(exc)
 
     def _match(self, found: dict[int, np.ndarray]) -> dict[int, int]:
         """The new objects' ids → ids of the tracked objects they overlap (greedily, best first), else new ids."""
@@ -198,8 +236,7 @@ class _Runner:
         return ids
 
     def handle(self, frame: LiveFrame) -> None:
-        if self._due(frame):
-            self._ground(frame)
+        self._ground_due(frame)
         masks: dict[int, np.ndarray] = {}
         scores: dict[int, float] = {}
         if self.episode is not None:
@@ -212,74 +249,108 @@ class _Runner:
         latency = time.monotonic() - frame.received
         self.latencies.append(latency)
         self.writer.write(frame.index, frame.timestamp, masks, scores, latency * 1000)
+        if self.on_frame is not None:
+            self.on_frame(frame, masks)
         if self.progress is not None:
             self.progress(self.counts())
+
+    def refuse_waiting(self, why: str) -> None:
+        """The run has ended: whoever still waits for an answer hears why."""
+        while not self.added.empty():
+            self.added.get()[1].set_exception(UserError(f"{why} before the question was taken up"))
 
     def counts(self) -> dict[str, Any]:
         return {"handled": self.writer.frames_written, "dropped": self.source.dropped, "received": self.source.received,
                 "latency_p50_ms": percentile_ms(self.latencies[-100:], 50)}
 
 
-def run_live(source: LiveSource, backend: Backend, request: Request, out: Path | str, *,
-             settings: LiveSettings | None = None, planner: Any = None, stop: threading.Event | None = None,
-             progress: Callable[[dict], None] | None = None) -> LiveRun:
-    """Segment `source` until it ends, `stop` is set (SIGTERM and Ctrl-C set it in the main thread), or a limit
-    of `settings` is reached; the files in `out` are valid all along and result.json is written at the end."""
-    settings = (settings or LiveSettings()).check()
-    if any(p.frame_index != 0 for p in request.prompts):
-        raise UserError("in a live run a visual prompt applies to the first frame handled; drop its @FRAME")
-    stop = stop or threading.Event()
-    first_frame: LiveFrame | None = None
-    writer: LiveWriter | None = None
-    ended = "the stream ended"
-    runner = None
-    started = time.monotonic()
-    try:
-        with stop_on_signals(stop):
-            while True:
-                if stop.is_set():
-                    ended = "stopped (a signal or a stop request)"
-                    break
-                frame = source.next_frame(timeout=0.5, max_age=settings.max_latency)
-                if frame is None:
-                    if source.timed_out:
-                        waited = time.monotonic() - (source.last_arrival or started)
-                        if waited < STALL_SECONDS + source.reconnect:
-                            continue
-                        ended = f"no frame for {STALL_SECONDS + source.reconnect:g} s: the stream stalled"
+class LiveSegmentation:
+    """A live run that can be asked more while it goes (`add`, from any thread) and watched (`on_frame`);
+    `run()` segments until the source ends, `stop` is set (SIGTERM and Ctrl-C set it in the main thread) or a
+    limit of `settings` is reached; the files in `out` are valid all along and result.json is written at the end.
+    `request` may be None: nothing is looked for until something is added."""
+
+    def __init__(self, source: LiveSource, backend: Backend, request: Request | None, out: Path | str, *,
+                 settings: LiveSettings | None = None, planner: Any = None, stop: threading.Event | None = None,
+                 progress: Callable[[dict], None] | None = None):
+        self.settings = (settings or LiveSettings()).check()
+        if request is not None and any(p.frame_index != 0 for p in request.prompts):
+            raise UserError("in a live run a visual prompt applies to the first frame handled; drop its @FRAME")
+        self.source, self.backend, self.request, self.out = source, backend, request, out
+        self.stop = stop or threading.Event()
+        self.writer = LiveWriter(out, None)  # checks the folder now; makes nothing until the first frame
+        self.runner = _Runner(source, backend, request, self.writer, self.settings, planner, progress)
+
+    @property
+    def on_frame(self):
+        return self.runner.on_frame
+
+    @on_frame.setter
+    def on_frame(self, watch: Callable[[LiveFrame, dict[int, np.ndarray]], None] | None) -> None:
+        self.runner.on_frame = watch  # called with each handled frame and its masks, in the run's thread
+
+    def add(self, request: Request) -> Future:
+        return self.runner.add(request)
+
+    def run(self) -> LiveRun:
+        source, runner, settings = self.source, self.runner, self.settings
+        first_frame: LiveFrame | None = None
+        ended = "the stream ended"
+        started = time.monotonic()
+        try:
+            with stop_on_signals(self.stop):
+                while True:
+                    if self.stop.is_set():
+                        ended = "stopped (a signal or a stop request)"
                         break
-                    ended = source.end_reason or ("the stream ended" if not stop.is_set() else "stopped")
-                    break
-                if first_frame is None:
-                    first_frame = frame
-                    writer = LiveWriter(out, frame.image.size)
-                    runner = _Runner(source, backend, request, writer, settings, planner, progress)
-                runner.handle(frame)
-                if settings.max_frames is not None and source.received >= settings.max_frames:
-                    ended = f"--max-frames {settings.max_frames} reached"
-                    break
-                if settings.duration is not None and frame.received - first_frame.received >= settings.duration:
-                    ended = f"--duration {settings.duration:g} s reached"
-                    break
-    finally:
-        source.close()
-        if runner is not None and runner.episode is not None:
-            runner.episode.close()
-    if runner is None:
-        raise UserError(f"no frame came from {source.spec} ({ended}); check that the stream is playing and is a video")
-    counts = runner.counts()
-    # received but never handled (still queued when the run stopped, or past --max-frames): dropped too
-    dropped = counts["received"] - counts["handled"]
-    meta = {"input": source.spec, "live": True, "instruction": request.instruction, "answer": runner.answer,
-            "mode": runner.mode, "frame_size": list(first_frame.image.size),
-            "objects": [{"id": i, "produced_by": d} for i, d in sorted(runner.objects.items())],
-            "frames_received": counts["received"], "frames_handled": counts["handled"], "dropped_frames": dropped,
-            "latency_ms": {"p50": percentile_ms(runner.latencies, 50), "p95": percentile_ms(runner.latencies, 95)},
-            "ended": ended, "reconnects": source.reconnects, "groundings": runner.groundings,
-            "settings": settings.record(), **backend.provenance()}
-    path = writer.finish(meta)
-    return LiveRun(path, counts["handled"], dropped, counts["received"], meta["latency_ms"]["p50"],
-                   meta["latency_ms"]["p95"], ended, dict(runner.objects), runner.answer)
+                    frame = source.next_frame(timeout=0.5, max_age=settings.max_latency)
+                    if frame is None:
+                        if source.timed_out:
+                            waited = time.monotonic() - (source.last_arrival or started)
+                            if waited < STALL_SECONDS + source.reconnect:
+                                continue
+                            ended = f"no frame for {STALL_SECONDS + source.reconnect:g} s: the stream stalled"
+                            break
+                        ended = source.end_reason or ("the stream ended" if not self.stop.is_set() else "stopped")
+                        break
+                    if first_frame is None:
+                        first_frame = frame
+                        self.writer.size = frame.image.size
+                    runner.handle(frame)
+                    if settings.max_frames is not None and source.received >= settings.max_frames:
+                        ended = f"--max-frames {settings.max_frames} reached"
+                        break
+                    if settings.duration is not None and frame.received - first_frame.received >= settings.duration:
+                        ended = f"--duration {settings.duration:g} s reached"
+                        break
+        finally:
+            source.close()
+            if runner.episode is not None:
+                runner.episode.close()
+            runner.refuse_waiting(f"the live run ended ({ended})")
+        if first_frame is None:
+            raise UserError(f"no frame came from {source.spec} ({ended}); check that the stream is playing and is a video")
+        counts = runner.counts()
+        # received but never handled (still queued when the run stopped, or past --max-frames): dropped too
+        dropped = counts["received"] - counts["handled"]
+        request = self.request
+        meta = {"input": source.spec, "live": True, "instruction": request.instruction if request else None,
+                "answer": runner.answer, "mode": runner.mode, "frame_size": list(first_frame.image.size),
+                "objects": [{"id": i, "produced_by": d, "request": runner.origin.get(i)} for i, d in sorted(runner.objects.items())],
+                "requests": [{"instruction": r.instruction if r else None, "prompts": len(r.prompts) if r else 0}
+                             for r in runner.requests],
+                "frames_received": counts["received"], "frames_handled": counts["handled"], "dropped_frames": dropped,
+                "latency_ms": {"p50": percentile_ms(runner.latencies, 50), "p95": percentile_ms(runner.latencies, 95)},
+                "ended": ended, "reconnects": source.reconnects, "groundings": runner.groundings,
+                "settings": settings.record(), **self.backend.provenance()}
+        path = self.writer.finish(meta)
+        return LiveRun(path, counts["handled"], dropped, counts["received"], meta["latency_ms"]["p50"],
+                       meta["latency_ms"]["p95"], ended, dict(runner.objects), runner.answer)
+
+
+def run_live(source: LiveSource, backend: Backend, request: Request | None, out: Path | str, **options: Any) -> LiveRun:
+    """Segment `source` as it arrives (see `LiveSegmentation`): the run's summary once it has ended."""
+    return LiveSegmentation(source, backend, request, out, **options).run()
 
 
 def print_progress(counts: dict) -> None:

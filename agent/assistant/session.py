@@ -57,8 +57,32 @@ class Assistant:
     from_pretrained = load
 
     def open(self, video: Any, keyframes: list[int] | None = None, progress: Progress = True,
-             feature_cache_mb: float = DEFAULT_FEATURE_CACHE_MB) -> Session:
-        return Session(self.backend, video, keyframes, progress, self.planner, feature_cache_mb)
+             feature_cache_mb: float = DEFAULT_FEATURE_CACHE_MB, *, live: bool | None = None, **live_options: Any):
+        """A `Session` over a video (a file, a frame folder, frames), or a `LiveSession` over a live source:
+        `-`, a named pipe, a stream URL, `/dev/videoN`, a `LiveSource`, or a file with `live=True`.
+        `live_options` (live only): `out`, `instruction`, `mode`, `settings` (an `agent.live.LiveSettings`),
+        `queue_size`, `reconnect`."""
+        from agent.video.live import LiveSource, live_kind
+
+        if live is None:
+            live = isinstance(video, LiveSource) or (isinstance(video, str) and live_kind(video) is not None)
+        if not live:
+            if live_options:
+                raise UserError(f"{', '.join(sorted(live_options))}: for a live source only (pass live=True)")
+            return Session(self.backend, video, keyframes, progress, self.planner, feature_cache_mb)
+        from agent.assistant.live import LiveSession
+
+        source_options = {k: live_options.pop(k) for k in ("queue_size", "reconnect") if k in live_options}
+        if "out" in live_options:  # a folder we cannot use is refused before the stream is opened
+            from agent.writers.live import check_live_folder
+
+            check_live_folder(live_options["out"])
+        source = video if isinstance(video, LiveSource) else LiveSource.open(str(video), **source_options)
+        try:
+            return LiveSession(self.backend, source, planner=self.planner, **live_options)
+        except BaseException:
+            source.close()
+            raise
 
 
 class Session:

@@ -83,7 +83,7 @@ class LiveSource:
     """Frames of a stream, decoded in a thread; iterate with `next_frame()`, stop with `close()`."""
 
     def __init__(self, spec: str, kind: str | None, *, queue_size: int = DEFAULT_QUEUE, reconnect: float = 0.0,
-                 drop: bool | None = None):
+                 drop: bool | None = None, decode: bool = True):
         if queue_size < 1:
             raise UserError("the live queue must hold at least one frame")
         self.spec, self.kind = spec, kind
@@ -98,8 +98,10 @@ class LiveSource:
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._started_at: float | None = None
-        self._thread = threading.Thread(target=self._decode_all, name=f"live-decoder {spec}", daemon=True)
-        self._thread.start()
+        self._thread = None
+        if decode:
+            self._thread = threading.Thread(target=self._decode_all, name=f"live-decoder {spec}", daemon=True)
+            self._thread.start()
 
     @classmethod
     def open(cls, spec: str, **options: Any) -> LiveSource:
@@ -107,6 +109,31 @@ class LiveSource:
         (`end_reason`)."""
         spec, kind = check_live_spec(spec)
         return cls(spec, kind, **options)
+
+    @classmethod
+    def pushed(cls, name: str = "pushed frames", queue_size: int = DEFAULT_QUEUE) -> LiveSource:
+        """A live source whose frames someone else hands over (`push`, then `end`): a browser's camera, frames
+        from a notebook. Newest kept, as for any live source."""
+        return cls(name, "pushed", queue_size=queue_size, decode=False)
+
+    def push(self, image: Image.Image, timestamp: float | None = None) -> bool:
+        """Hand over the next frame (`timestamp`: seconds on the sender's clock; default: since the first frame).
+        False once the source is closed or ended."""
+        if self._thread is not None:
+            raise RuntimeError("this source decodes its own stream; only LiveSource.pushed() takes frames")
+        if self._ended:
+            return False
+        return self._put_image(image.convert("RGB"), timestamp)
+
+    def end(self, reason: str | None = None) -> None:
+        """No more frames: the consumer finishes what is queued, then sees the end."""
+        with self._cond:
+            if not self._ended:
+                self._ended = True
+                self._queue.append(_End(reason))
+                self._cond.notify_all()
+
+    _ended = False
 
     # --- the decoding thread ---------------------------------------------------------------
     def _container(self):
@@ -144,18 +171,19 @@ class LiveSource:
                 break
             self.reconnects += 1
             time.sleep(min(1.0, self.reconnect / 4))
-        with self._cond:
-            self._queue.append(_End(reason))
-            self._cond.notify_all()
+        self.end(reason)
 
     def _put(self, frame) -> bool:
-        """Queue one decoded frame (dropping the oldest when full and live; waiting when not); False: stopped."""
+        return self._put_image(frame.to_image(), float(frame.time) if frame.time is not None else None)
+
+    def _put_image(self, image: Image.Image, timestamp: float | None) -> bool:
+        """Queue one frame (dropping the oldest when full and live; waiting when not); False: stopped."""
         now = time.monotonic()
         if self._started_at is None:
             self._started_at = now
         self.last_arrival = now
-        timestamp = float(frame.time) if frame.time is not None else now - self._started_at
-        item = LiveFrame(self.received, timestamp, now, frame.to_image())
+        timestamp = timestamp if timestamp is not None else now - self._started_at
+        item = LiveFrame(self.received, timestamp, now, image)
         with self._cond:
             while not self.drop and len(self._queue) >= self._size and not self._stopping.is_set():
                 self._cond.wait(0.1)
@@ -207,8 +235,10 @@ class LiveSource:
         """Stop decoding. The thread is a daemon: one blocked reading a silent stream does not keep the process."""
         self._stopping.set()
         with self._cond:
+            self._ended = True
             self._cond.notify_all()
-        self._thread.join(timeout=1.0)
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
 
     def __enter__(self) -> LiveSource:
         return self
