@@ -44,8 +44,6 @@ def run(args: argparse.Namespace, planner, mode: str, checked_backend, backend_o
     from agent.video.live import DEFAULT_QUEUE, LiveSource, check_live_spec
     from agent.writers.live import check_live_folder
 
-    if args.mask or args.box or args.point:
-        raise UserError("visual prompts (--mask/--box/--point) are not taken by a live run yet; give an instruction")
     if args.overwrite:
         raise UserError("a live run writes into a new or empty folder and replaces nothing; drop --overwrite or choose another --out")
     settings = LiveSettings(**{name: getattr(args, name) for name in ("warmup", "reground", "max_latency", "duration", "max_frames")
@@ -55,11 +53,18 @@ def run(args: argparse.Namespace, planner, mode: str, checked_backend, backend_o
     if args.queue is not None and args.queue < 1:
         raise UserError(f"--queue must be at least 1 frame, not {args.queue!r}")
     check_live_spec(args.video)
-    request = Request(args.instruction, (), mode)
+    visual = bool(args.mask or args.box or args.point)
+    request = Request(args.instruction, (), mode) if not visual else None  # the mode's own checks, now
     check_live_folder(args.out)
     name, device = checked_backend(args)
-    backend = load_backend(name, args.model, device, **backend_options(args))
     source = LiveSource.open(args.video, queue_size=args.queue or DEFAULT_QUEUE, reconnect=args.reconnect or 0.0)
+    try:
+        if visual:
+            request = Request(args.instruction, tuple(first_frame_prompts(args, source)), mode)
+        backend = load_backend(name, args.model, device, **backend_options(args))
+    except BaseException:
+        source.close()
+        raise
     run = run_live(source, backend, request, args.out, settings=settings, planner=planner, progress=print_progress)
     if sys.stderr.isatty():
         print(file=sys.stderr)  # past the progress line
@@ -69,3 +74,20 @@ def run(args: argparse.Namespace, planner, mode: str, checked_backend, backend_o
     print(f"frames:  {run.out / 'frames.jsonl'}")
     print(f"result:  {run.out / 'result.json'}")
     return 0
+
+
+def first_frame_prompts(args: argparse.Namespace, source) -> list:
+    """--mask/--box/--point of a live run: on the first frame handled, so checked against the stream's frame size,
+    which is known once its first frame has come (waited for before a model loads)."""
+    from agent.live import STALL_SECONDS
+    from agent.video.live import GrowingFrames
+    from agent.visual_syntax import command_line_prompts
+
+    size = source.wait_for_first(STALL_SECONDS + source.reconnect)
+    if size is None:
+        raise UserError(f"no frame came from {source.spec} ({source.end_reason or 'the stream stalled'}); "
+                        "check that the stream is playing and is a video")
+    prompts = command_line_prompts(GrowingFrames.BOUND, size, args.point, args.box, args.mask)
+    if any(p.frame_index != 0 for p in prompts):
+        raise UserError("in a live run a visual prompt applies to the first frame handled; drop its @FRAME")
+    return prompts

@@ -160,6 +160,43 @@ def test_live_pipe_results_arrive_while_streaming_and_equal_the_offline_causal_r
     assert any(decode_rle(o["rle"]).any() for r in result["frames"] for o in r["objects"].values())
 
 
+def test_live_a_mask_on_the_first_frame_is_tracked_as_the_offline_causal_run_tracks_it(lite_cli, swan_ts, fifo, refdavis, tmp_path, capsys):
+    out = tmp_path / "out"
+    first = sorted((refdavis / "Annotations" / "blackswan").glob("*.png"))[0]
+    feeder = Feeder(swan_ts, fifo)
+    feeder.start()
+    code, _, stderr = run_cli(capsys, "segment", fifo, "--mask", first, "--backend", "lite", "--out", out, "--queue", 64)
+    feeder.join(10)
+    assert code == 0, stderr
+    result = check_output(out)
+    assert result["dropped_frames"] == 0 and result["objects"] == [{"id": 1, "produced_by": "mask prompt", "request": 0}]
+
+    from agent.masks import decode_rle
+    from agent.video.source import VideoSource
+    from agent.visual_syntax import command_line_prompts
+
+    frames = decoded_frames(swan_ts)
+    prompts = command_line_prompts(len(frames), frames[0].size, masks=[str(first)])
+    offline = list(lite_cli.tracker.track(VideoSource.open(frames), prompts, {0: frames[0]}))
+    for record, expected in zip(result["frames"], offline, strict=True):
+        assert np.array_equal(decode_rle(record["objects"]["1"]["rle"]), expected.masks[1]), record["frame"]
+
+
+@pytest.mark.parametrize("prompt, message", [(["--point", "10,10@3"], "drop its @FRAME"),
+                                             (["--box", "10,10,2000,200"], "leaves the 854x480 frame")])
+def test_live_a_visual_prompt_is_checked_against_the_stream_before_a_model_loads(prompt, message, swan_ts, fifo, tmp_path,
+                                                                                 monkeypatch, capsys):
+    import agent.backends
+
+    monkeypatch.setattr(agent.backends, "load_backend", lambda *a, **k: pytest.fail("a model loaded before the checks"))
+    feeder = Feeder(swan_ts, fifo)
+    feeder.start()
+    code, _, stderr = run_cli(capsys, "segment", fifo, *prompt, "--backend", "lite", "--out", tmp_path / "out")
+    assert code == 2 and message in stderr and stderr.count("\n") == 1, stderr
+    assert not (tmp_path / "out").exists()
+    feeder.join(10)
+
+
 def test_live_a_slow_consumer_keeps_the_newest_frames_and_counts_the_dropped(lite_cli, swan_ts, fifo, tmp_path, capsys):
     out = tmp_path / "out"
     feeder = Feeder(swan_ts, fifo, fps=200)  # far faster than grounding the first frame takes

@@ -183,6 +183,7 @@ class LiveSource:
             self._started_at = now
         self.last_arrival = now
         timestamp = timestamp if timestamp is not None else now - self._started_at
+        self.frame_size = self.frame_size or image.size
         item = LiveFrame(self.received, timestamp, now, image)
         with self._cond:
             while not self.drop and len(self._queue) >= self._size and not self._stopping.is_set():
@@ -224,6 +225,14 @@ class LiveSource:
 
     end_reason: str | None = None
     timed_out: bool = False
+    frame_size: tuple[int, int] | None = None  # (width, height) of the first frame, once one has come
+
+    def wait_for_first(self, timeout: float) -> tuple[int, int] | None:
+        """The first frame's size, waiting up to `timeout` seconds for it (None: none came); it stays queued."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.frame_size is not None or any(isinstance(i, _End) for i in self._queue)
+                                or self._stopping.is_set(), timeout)
+        return self.frame_size
 
     @property
     def pending(self) -> int:
