@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-sessions", type=int, default=8, help="browser sessions open at once; one more is asked to come back later (default 8)")
     serve.add_argument("--examples", metavar="DIR", help="example videos (DATASET/JPEGImages/VIDEO frame folders, video files); "
                        "default: ../shared/data beside the git checkout it runs from, when present")
+    serve.add_argument("--allow-streams", action="store_true", help="let the page's live tab make the server open a network stream URL "
+                       "(rtsp, http(s), udp, …) it gives (default: the browser's camera only)")
     serve.add_argument("--debug", action="store_true", help="show tracebacks")
 
     from agent.batch import add_batch_command  # its options sit beside the code that reads them
@@ -288,7 +290,7 @@ def _serve(args: argparse.Namespace) -> int:
     limits = Limits(max_upload_mb=args.max_upload_mb, max_frames=args.max_frames, max_side=args.max_side)
     options = ServeOptions(args.backend, args.model, args.device, args.host, args.port, args.concurrency, args.auth, limits,
                            args.idle_minutes, args.examples, planner_from(args), max_sessions=args.max_sessions,
-                           feature_cache_mb=args.feature_cache_mb)
+                           feature_cache_mb=args.feature_cache_mb, allow_streams=args.allow_streams)
     serve(options, backend_options(args))
     return 0
 

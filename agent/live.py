@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -272,8 +272,10 @@ class LiveSegmentation:
 
     def __init__(self, source: LiveSource, backend: Backend, request: Request | None, out: Path | str, *,
                  settings: LiveSettings | None = None, planner: Any = None, stop: threading.Event | None = None,
-                 progress: Callable[[dict], None] | None = None):
+                 progress: Callable[[dict], None] | None = None, lock: AbstractContextManager | None = None):
         self.settings = (settings or LiveSettings()).check()
+        # held while a frame is handled: a server's lock for a model that runs one job at a time
+        self.lock = lock if lock is not None else nullcontext()
         if request is not None and any(p.frame_index != 0 for p in request.prompts):
             raise UserError("in a live run a visual prompt applies to the first frame handled; drop its @FRAME")
         self.source, self.backend, self.request, self.out = source, backend, request, out
@@ -316,7 +318,8 @@ class LiveSegmentation:
                     if first_frame is None:
                         first_frame = frame
                         self.writer.size = frame.image.size
-                    runner.handle(frame)
+                    with self.lock:
+                        runner.handle(frame)
                     if settings.max_frames is not None and source.received >= settings.max_frames:
                         ended = f"--max-frames {settings.max_frames} reached"
                         break

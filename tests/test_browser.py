@@ -68,7 +68,7 @@ def server(browser_ready, refdavis, tmp_path_factory):
 class Page:
     """One browser (its own profile and downloads folder) on the app."""
 
-    def __init__(self, url: str, downloads: Path, login: bool = True):
+    def __init__(self, url: str, downloads: Path, login: bool = True, arguments: tuple[str, ...] = ()):
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.support.ui import WebDriverWait
@@ -76,7 +76,7 @@ class Page:
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
-                         "--autoplay-policy=no-user-gesture-required"):
+                         "--autoplay-policy=no-user-gesture-required", *arguments):
             options.add_argument(argument)
         options.add_experimental_option("prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False})
         self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -133,9 +133,20 @@ class Page:
         return self.status_after(lambda: ActionChains(self.driver).move_to_element_with_offset(image, round(dx), round(dy)).click().perform(),
                                  "re-tracked")
 
-    def download(self) -> Path:
+    def click_image(self, css: str, x: float, y: float) -> None:
+        """Click the image shown in `css` at its pixel (x, y) (it is scaled to fit, centred)."""
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        image = self.find(f"{css} img")[0]
+        natural_w, natural_h, shown_w, shown_h = self.driver.execute_script(
+            "const r = arguments[0].getBoundingClientRect(); return [arguments[0].naturalWidth, arguments[0].naturalHeight, r.width, r.height];", image)
+        scale = min(shown_w / natural_w, shown_h / natural_h)
+        ActionChains(self.driver).move_to_element_with_offset(image, round((x - natural_w / 2) * scale),
+                                                              round((y - natural_h / 2) * scale)).click().perform()
+
+    def download(self, button: str = "#download") -> Path:
         before = set(self.downloads.glob("*.zip"))
-        self.find("#download")[0].click()
+        self.find(button)[0].click()
         self.wait(60).until(lambda d: set(self.downloads.glob("*.zip")) - before and not any(self.downloads.glob("*.crdownload")))
         return (set(self.downloads.glob("*.zip")) - before).pop()
 
@@ -287,3 +298,69 @@ def test_closing_the_tab_removes_its_files(server, swan_clip, tmp_path):
     while mine.exists() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not mine.exists()
+
+
+@pytest.fixture(scope="module")
+def fake_camera(refdavis, tmp_path_factory) -> Path:
+    """blackswan's frames as the Y4M file Chromium's fake camera plays (over and over) at 10 frames/s."""
+    import av
+
+    path = tmp_path_factory.mktemp("camera") / "swan.y4m"
+    with av.open(str(path), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 854, 480, "yuv420p"
+        for frame in sorted((refdavis / "JPEGImages" / "blackswan").glob("*.jpg")):
+            for packet in stream.encode(av.VideoFrame.from_image(Image.open(frame).convert("RGB"))):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_the_live_tab_segments_the_camera_as_frames_come_and_takes_a_click(server, fake_camera, refdavis, tmp_path):
+    camera = Page(server[0], tmp_path / "downloads", arguments=("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                                                                 f"--use-file-for-fake-video-capture={fake_camera}"))
+    try:
+        next(t for t in camera.find("button[role=tab]") if t.text == "Live").click()
+        assert not camera.find("#live-url") and not camera.find("#live-open")  # no --allow-streams: the camera only
+        camera.find("#live-question textarea")[0].send_keys("a black swan")
+        camera.wait(30).until(lambda d: any("Access Webcam" in b.text for b in camera.find("#live-camera button")))
+        next(b for b in camera.find("#live-camera button") if "Access Webcam" in b.text).click()
+        camera.wait(30).until(lambda d: any(b.text == "Record" and b.is_displayed() for b in camera.find("#live-camera button")))
+        next(b for b in camera.find("#live-camera button") if b.text == "Record").click()
+
+        def live(handled: int, objects: int):
+            def shown(driver) -> bool:
+                text = camera.text("#live-counts")
+                numbers = text.split(", ")
+                return (text.startswith("Live:") and int(numbers[1].split()[0]) >= handled
+                        and int(numbers[-1].split()[0]) >= objects and camera.find("#live-view img"))
+            return shown
+
+        camera.wait(180).until(live(3, 1))  # the swan found, and shown as the frames come
+        camera.click_image("#live-view", 40, 40)  # the water in the corner: one more object from the next frame on
+        camera.wait(180).until(live(6, 2))
+        camera.find("#live-stop")[0].click()
+        camera.wait(120).until(lambda d: camera.text("#live-status").startswith(("Stopped", "⚠")))
+        assert "2 object(s)" in camera.text("#live-status")
+        # the camera stopped with the run (its own Record button is back), and no frame started another run
+        camera.wait(10).until(lambda d: any(b.text == "Record" and b.is_displayed() for b in camera.find("#live-camera button")))
+        time.sleep(4)
+        assert camera.text("#live-status").startswith("Stopped")
+        archive = camera.download("#live-download")
+    finally:
+        camera.close()
+
+    with zipfile.ZipFile(archive) as opened:
+        opened.extractall(tmp_path / "live")
+    result = json.loads((tmp_path / "live" / "result.json").read_text())
+    assert result["live"] and result["input"] == "the browser's camera" and result["frame_size"] == [854, 480]
+    assert result["frames_handled"] + result["dropped_frames"] == result["frames_received"] >= result["frames_handled"] >= 6
+    assert [o["request"] for o in result["objects"]] == [0, 1]
+    truth = [read_palette_png(p) > 0 for p in sorted((refdavis / "Annotations" / "blackswan").glob("*.png"))]
+    swan = [decode_rle(f["objects"]["1"]["rle"]) for f in result["frames"] if "1" in f["objects"]]
+    # which of the looping camera's frames each one was is not known: the best match among the video's frames
+    best = [max(np.logical_and(m, t).sum() / max(np.logical_or(m, t).sum(), 1) for t in truth) for m in swan if m.any()]
+    assert len(best) >= 3 and np.median(best) > 0.7, best
+    clicked = [decode_rle(f["objects"]["2"]["rle"]) for f in result["frames"] if "2" in f["objects"]]
+    assert any(m[40, 40] for m in clicked) and not any((m & t).sum() > 0.5 * m.sum() for m in clicked if m.any() for t in truth[:1])

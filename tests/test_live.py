@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
-from support.live_stream import encode_ts as encode_files
+from support.live_stream import encode_ts as encode_files, http_stream
 
 FRAMES = 20
 FPS = 10
@@ -195,6 +195,19 @@ def test_live_a_visual_prompt_is_checked_against_the_stream_before_a_model_loads
     assert code == 2 and message in stderr and stderr.count("\n") == 1, stderr
     assert not (tmp_path / "out").exists()
     feeder.join(10)
+
+
+def test_live_a_loopback_http_stream_is_read_to_its_end(lite_cli, swan_ts, tmp_path, capsys):
+    out = tmp_path / "out"
+    with http_stream(swan_ts) as url:  # served at the network's pace, far faster than lite: most frames dropped
+        code, stdout, stderr = run_cli(capsys, "segment", url, "a black swan", "--backend", "lite", "--out", out)
+    assert code == 0, stderr
+    result = check_output(out)
+    assert result["input"] == url and result["ended"] == "the stream ended"
+    assert result["frames_received"] == FRAMES and result["frames_handled"] >= 1
+    assert result["frames"][-1]["frame"] == FRAMES - 1  # the newest frame is never the one dropped
+    from agent.masks import decode_rle
+    assert decode_rle(result["frames"][-1]["objects"]["1"]["rle"]).any()
 
 
 def test_live_a_slow_consumer_keeps_the_newest_frames_and_counts_the_dropped(lite_cli, swan_ts, fifo, tmp_path, capsys):

@@ -354,3 +354,45 @@ def test_a_caption_shows_each_phrase_in_its_objects_colour():
     red, green, blue = PALETTE[2]
     assert shown.startswith('<span style="color: rgb(') and "</span> (#1) walks " in shown
     assert f'color: rgb({red}, {green}, {blue}); font-weight: bold">a dog</span> (#2)' in shown and shown.endswith(" &lt;b&gt;.")
+
+
+def test_the_live_tab_opens_a_stream_url_only_when_allowed_and_only_a_network_stream(lite_assistant, refdavis, tmp_path):
+    """--allow-streams off (the default): no way to make the server open a URL. On: network streams only, never a
+    path or a file on the server; a loopback HTTP stream is then segmented, shown and downloadable."""
+    import time
+
+    import gradio as gr
+
+    from agent.serve.app import App, build_app
+    from support.live_stream import encode_ts, http_stream
+
+    def api_names(app) -> set[str]:
+        return {fn.api_name for fn in build_app(app, 1).fns.values()}
+
+    closed = App(lite_assistant, Limits(), {}, 600, workspaces=tmp_path)
+    assert "live_open" not in api_names(closed) and "live_ask" in api_names(closed)
+    with pytest.raises(UserError, match="--allow-streams"):
+        closed.live_tab.open_stream(None, "http://127.0.0.1:9/swan.ts", "a black swan", None)
+    app = App(lite_assistant, Limits(), {}, 600, workspaces=tmp_path, allow_streams=True)
+    assert "live_open" in api_names(app)
+    for url in ("/etc/passwd", "file:///etc/passwd", "swan.ts", "concat:/etc/passwd|/etc/hosts", "  "):
+        with pytest.raises(UserError, match="network stream URL"):
+            app.live_tab.open_stream(None, url, "a black swan", None)
+    assert not app.live  # nothing refused made a workspace
+
+    frames = sorted((refdavis / "JPEGImages" / "blackswan").glob("*.jpg"))[:10]
+    clip = encode_ts(frames, tmp_path / "swan.ts", 10)
+    with http_stream(clip) as url:
+        ws, status = app.live_tab.open_stream(None, url, "a black swan", gr.Request(session_hash="a browser"))
+        deadline = time.monotonic() + 120
+        while ws.live.counts["handled"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        image, counts = app.live_tab.tick(ws)
+        assert image.size == (854, 480) and counts.endswith("1 object(s) in view")
+        _, status, download = app.live_tab.stop(ws)
+    assert status.startswith("Stopped") and "1 object(s)" in status
+    with zipfile.ZipFile(download.value["path"]) as archive:  # the button as gradio sends it: its file
+        result = json.loads(archive.read("result.json"))
+    assert result["input"] == url and result["frames_handled"] >= 3
+    app.close_all()
+    assert not ws.folder.exists()

@@ -11,6 +11,7 @@ folder of ours when none is given).
 from __future__ import annotations
 
 import tempfile
+from contextlib import AbstractContextManager
 import threading
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,12 @@ class LiveSession:
     """A live run you can ask more of while it goes. Use as a context manager, or call `stop()`."""
 
     def __init__(self, backend: Backend, source: LiveSource, out: Path | str | None = None, instruction: str | None = None, *,
-                 mode: str = DEFAULT_MODE, settings: LiveSettings | None = None, planner: Any = None):
+                 mode: str = DEFAULT_MODE, settings: LiveSettings | None = None, planner: Any = None,
+                 lock: AbstractContextManager | None = None):
         self.out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="rvos-live-"))
         request = Request(instruction, (), mode) if instruction is not None else None
         self.source = source
-        self.segmentation = LiveSegmentation(source, backend, request, self.out, settings=settings, planner=planner)
+        self.segmentation = LiveSegmentation(source, backend, request, self.out, settings=settings, planner=planner, lock=lock)
         self.segmentation.on_frame = self._seen
         self._latest: tuple[LiveFrame, dict[int, np.ndarray]] | None = None
         self._lock = threading.Lock()

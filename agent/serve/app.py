@@ -24,6 +24,7 @@ from agent import __version__
 from agent.assistant.session import Assistant
 from agent.pipeline import DEFAULT_MODE, MODES
 from agent.errors import UserError
+from agent.serve.live_tab import LiveTab, build_live_tab
 from agent.serve.workspace import Limits, Workspace
 from agent.tracker.feature_cache import DEFAULT_FEATURE_CACHE_MB
 from agent.writers.palette import davis_palette
@@ -48,10 +49,12 @@ class App:
     """The page's handlers, bound to one loaded assistant shared by every browser session."""
 
     def __init__(self, assistant: Assistant, limits: Limits, examples: Mapping[str, Path], idle_seconds: float,
-                 max_sessions: int = 8, workspaces: Path | None = None, feature_cache_mb: float = DEFAULT_FEATURE_CACHE_MB):
+                 max_sessions: int = 8, workspaces: Path | None = None, feature_cache_mb: float = DEFAULT_FEATURE_CACHE_MB,
+                 allow_streams: bool = False):
         self.assistant, self.limits, self.examples, self.idle_seconds = assistant, limits, dict(examples), idle_seconds
         self.max_sessions, self.workspaces = max_sessions, workspaces  # workspaces: where their folders go
         self.feature_cache_mb = feature_cache_mb  # each session's cache of its frames' image features
+        self.live_tab = LiveTab(self, allow_streams)  # the live tab's handlers (stream URLs only when allowed)
         # A thread-safe backend (its state lives in each call) runs --concurrency jobs at once on the one
         # loaded model; any other runs one job at a time behind this lock (the others wait in line).
         self.model_lock: contextlib.AbstractContextManager = (
@@ -283,56 +286,65 @@ def build_app(app: App, concurrency: int) -> gr.Blocks:
     with gr.Blocks(title="rvos", delete_cache=(600, int(app.idle_seconds))) as page:
         state = gr.State(None, time_to_live=app.idle_seconds, delete_callback=app.expired)
         gr.Markdown(INTRO)
-        with gr.Row():
-            with gr.Column(scale=1):
-                upload = gr.File(label="Video", file_types=[".mp4", ".webm", ".mov", ".avi", ".mkv"], elem_id="upload")
-                example = gr.Dropdown(choices=sorted(app.examples), value=None, label="…or an example", elem_id="example",
-                                      visible=bool(app.examples))
-                status = gr.Markdown(READY, elem_id="status")
-                chat = gr.Chatbot(label="Conversation", elem_id="chat", height=360)
-                question = gr.Textbox(label="Ask", placeholder="the dog that catches the frisbee", elem_id="question", lines=1)
-                with gr.Row():
-                    modes = [m for m in MODES if m != "planner" or app.assistant.planner is not None]  # planner: with --planner only
-                    mode = gr.Radio(modes, value=DEFAULT_MODE, label="Mode", elem_id="mode")  # every door's default
-                    ask_button = gr.Button("Ask", variant="primary", elem_id="ask")
-                    stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
-            with gr.Column(scale=1):
-                overlay = gr.Video(label="Result", elem_id="overlay", interactive=False, loop=True, autoplay=True)
-                frame_image = gr.Image(label="Frame: click to correct", elem_id="frame", interactive=False, type="pil")
-                slider = gr.Slider(0, 1, value=0, step=1, label="Frame", elem_id="frame-slider", interactive=False)
-                with gr.Row():
-                    kind = gr.Radio(["on the object", "not on it"], value="on the object", label="A click is", elem_id="click-kind")
-                    target = gr.Dropdown(choices=[("new object", NEW_OBJECT)], value=NEW_OBJECT, label="for", elem_id="target")
-                objects = gr.HTML(objects_html({}), elem_id="objects")
-                with gr.Row():
-                    name = gr.Textbox(label="Name", placeholder="a new name for the chosen object", elem_id="name", scale=3)
-                    rename_button = gr.Button("Rename", elem_id="rename", scale=1)
-                    remove_button = gr.Button("Remove", elem_id="remove", scale=1)
-                with gr.Row():
-                    describe_button = gr.Button("Describe it (or ask the question about it)", elem_id="describe", scale=2)
-                    caption_button = gr.Button("Caption the video", elem_id="caption", scale=1)
-                download = gr.Button("Download results (zip)", elem_id="download", interactive=False)
-                download_file = gr.DownloadButton("Save", elem_id="download-file", visible="hidden")  # what the browser saves
-
-        view = [state, status, chat, overlay, frame_image, slider, objects, target, download]
-        work = {"concurrency_id": "work", "concurrency_limit": concurrency}
-        quick = {"concurrency_limit": None, "show_progress": "hidden"}
-        upload.upload(_guarded(app.open_video, len(view) + 1, cleared=(len(view),)), [state, upload], [*view, upload], api_name="open_video", **work)
-        example.select(_guarded(app.open_example, len(view)), [state, example], view, api_name="open_example", **work)
-        asked = [state, question, mode, slider]
-        ask_outputs = [*view, question]
-        ask_button.click(_guarded(app.ask, len(ask_outputs)), asked, ask_outputs, api_name="ask", **work)
-        question.submit(_guarded(app.ask, len(ask_outputs)), asked, ask_outputs, api_visibility="private", **work)
-        frame_image.select(_guarded(app.click, len(view)), [state, slider, kind, target], view, api_visibility="private", **work)
-        rename_button.click(_guarded(app.rename, len(view)), [state, target, name, slider], view, api_name="rename", **work)
-        remove_button.click(_guarded(app.remove, len(view)), [state, target, slider], view, api_name="remove", **work)
-        describe_button.click(_guarded(app.describe, len(ask_outputs)), [state, target, question, slider], ask_outputs, api_name="describe", **work)
-        caption_button.click(_guarded(app.caption, len(view)), [state, slider], view, api_name="caption", **work)
-        slider.change(app.show_frame, [state, slider], frame_image, api_visibility="private", trigger_mode="always_last", **quick)
-        stop_button.click(app.stop, [state], status, api_name="stop", **quick)
-        # Built when asked for, then handed to the browser as the hidden button's file (as if it were clicked).
-        download.click(_guarded(app.download, 3, cleared=(2,)), [state], [state, status, download_file], api_name="download", **work).success(
-            None, None, None, js="() => document.getElementById('download-file')?.click()")
-        page.load(app.greet, None, status, api_visibility="private", **quick)
+        with gr.Tab("Video", elem_id="video-tab"):
+            view = _video_tab(app, state, concurrency)
+        with gr.Tab("Live", elem_id="live-tab"):
+            build_live_tab(app.live_tab, state)
+        page.load(app.greet, None, view[1], api_visibility="private", concurrency_limit=None, show_progress="hidden")
         page.unload(app.closed)
     return page
+
+
+def _video_tab(app: App, state, concurrency: int) -> list:
+    """A video opened and talked about: the page's first tab. Returns the components every change shows."""
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label="Video", file_types=[".mp4", ".webm", ".mov", ".avi", ".mkv"], elem_id="upload")
+            example = gr.Dropdown(choices=sorted(app.examples), value=None, label="…or an example", elem_id="example",
+                                  visible=bool(app.examples))
+            status = gr.Markdown(READY, elem_id="status")
+            chat = gr.Chatbot(label="Conversation", elem_id="chat", height=360)
+            question = gr.Textbox(label="Ask", placeholder="the dog that catches the frisbee", elem_id="question", lines=1)
+            with gr.Row():
+                modes = [m for m in MODES if m != "planner" or app.assistant.planner is not None]  # planner: with --planner only
+                mode = gr.Radio(modes, value=DEFAULT_MODE, label="Mode", elem_id="mode")  # every door's default
+                ask_button = gr.Button("Ask", variant="primary", elem_id="ask")
+                stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
+        with gr.Column(scale=1):
+            overlay = gr.Video(label="Result", elem_id="overlay", interactive=False, loop=True, autoplay=True)
+            frame_image = gr.Image(label="Frame: click to correct", elem_id="frame", interactive=False, type="pil")
+            slider = gr.Slider(0, 1, value=0, step=1, label="Frame", elem_id="frame-slider", interactive=False)
+            with gr.Row():
+                kind = gr.Radio(["on the object", "not on it"], value="on the object", label="A click is", elem_id="click-kind")
+                target = gr.Dropdown(choices=[("new object", NEW_OBJECT)], value=NEW_OBJECT, label="for", elem_id="target")
+            objects = gr.HTML(objects_html({}), elem_id="objects")
+            with gr.Row():
+                name = gr.Textbox(label="Name", placeholder="a new name for the chosen object", elem_id="name", scale=3)
+                rename_button = gr.Button("Rename", elem_id="rename", scale=1)
+                remove_button = gr.Button("Remove", elem_id="remove", scale=1)
+            with gr.Row():
+                describe_button = gr.Button("Describe it (or ask the question about it)", elem_id="describe", scale=2)
+                caption_button = gr.Button("Caption the video", elem_id="caption", scale=1)
+            download = gr.Button("Download results (zip)", elem_id="download", interactive=False)
+            download_file = gr.DownloadButton("Save", elem_id="download-file", visible="hidden")  # what the browser saves
+
+    view = [state, status, chat, overlay, frame_image, slider, objects, target, download]
+    work = {"concurrency_id": "work", "concurrency_limit": concurrency}
+    quick = {"concurrency_limit": None, "show_progress": "hidden"}
+    upload.upload(_guarded(app.open_video, len(view) + 1, cleared=(len(view),)), [state, upload], [*view, upload], api_name="open_video", **work)
+    example.select(_guarded(app.open_example, len(view)), [state, example], view, api_name="open_example", **work)
+    asked = [state, question, mode, slider]
+    ask_outputs = [*view, question]
+    ask_button.click(_guarded(app.ask, len(ask_outputs)), asked, ask_outputs, api_name="ask", **work)
+    question.submit(_guarded(app.ask, len(ask_outputs)), asked, ask_outputs, api_visibility="private", **work)
+    frame_image.select(_guarded(app.click, len(view)), [state, slider, kind, target], view, api_visibility="private", **work)
+    rename_button.click(_guarded(app.rename, len(view)), [state, target, name, slider], view, api_name="rename", **work)
+    remove_button.click(_guarded(app.remove, len(view)), [state, target, slider], view, api_name="remove", **work)
+    describe_button.click(_guarded(app.describe, len(ask_outputs)), [state, target, question, slider], ask_outputs, api_name="describe", **work)
+    caption_button.click(_guarded(app.caption, len(view)), [state, slider], view, api_name="caption", **work)
+    slider.change(app.show_frame, [state, slider], frame_image, api_visibility="private", trigger_mode="always_last", **quick)
+    stop_button.click(app.stop, [state], status, api_name="stop", **quick)
+    # Built when asked for, then handed to the browser as the hidden button's file (as if it were clicked).
+    download.click(_guarded(app.download, 3, cleared=(2,)), [state], [state, status, download_file], api_name="download", **work).success(
+        None, None, None, js="() => document.getElementById('download-file')?.click()")
+    return view

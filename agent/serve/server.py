@@ -33,6 +33,7 @@ class ServeOptions:
     planner: Any = None  # an agent.planner.PlannerConfig
     max_sessions: int = 8  # browser sessions open at once; each holds a video, its masks and its files
     feature_cache_mb: float = DEFAULT_FEATURE_CACHE_MB  # per session: image features of its frames, for corrections
+    allow_streams: bool = False  # the live tab may make the server open network stream URLs a page gives
 
 
 def parse_auth(text: str | None) -> tuple[str, str] | None:
@@ -131,7 +132,7 @@ def make_app(assistant: Any, options: ServeOptions):
     workspaces = Path(get_upload_folder())
     workspaces.mkdir(parents=True, exist_ok=True)
     return App(assistant, options.limits, find_examples(options.examples), options.idle_minutes * 60, options.max_sessions, workspaces,
-               options.feature_cache_mb)
+               options.feature_cache_mb, options.allow_streams)
 
 
 def launch(app: Any, options: ServeOptions, auth: tuple[str, str] | None = None, block: bool = True):

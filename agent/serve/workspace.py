@@ -87,6 +87,9 @@ class Workspace:
         self._overlay_version = -1
         self._download: tuple[int, Path] | None = None
         self._names = itertools.count(1)  # numbered file names: next() is atomic, handlers run in threads
+        self.live: Any = None  # the live tab's run (an agent.assistant.LiveSession), while it runs
+        self.live_shown: int | None = None  # the live frame the page shows now
+        self.live_stopped: float | None = None  # time.monotonic() when a person last stopped a live run
 
     @property
     def closed(self) -> bool:
@@ -298,9 +301,38 @@ class Workspace:
         folder.mkdir()
         return folder
 
+    # --- the live tab ------------------------------------------------------------------------------
+    def start_live(self, source: Any, question: str | None, settings: Any) -> Any:
+        """A live run of `source` (an agent.video.live.LiveSource) into a fresh folder here; one at a time."""
+        self.stop_live()
+        folder = self._fresh("stream")  # the previous run's files go; its download (a zip of its own) stays
+        self.live = self.assistant.open(source, out=folder / "run", instruction=question, settings=settings,
+                                        lock=self.model_lock)
+        self.live_shown = None
+        return self.live
+
+    def stop_live(self) -> Any:
+        """End the live run, if any (its files stay here): its summary, or None (none, or no frame ever came).
+        The run is forgotten only once it has ended, so nothing starts another over its files meanwhile."""
+        live = self.live
+        if live is None:
+            return None
+        try:
+            return live.stop(timeout=120)
+        except UserError:  # nothing ever came: nothing was written
+            return None
+        finally:
+            self.live, self.live_stopped = None, time.monotonic()
+
+    def live_download(self, run_folder: Path) -> Path:
+        """A finished live run's folder as a zip of its own (a later run does not remove it)."""
+        self.last_used = time.monotonic()
+        return Path(shutil.make_archive(str(self._fresh("live-download") / "rvos-live"), "zip", run_folder))
+
     def close(self) -> None:
-        """The browser session ended (or sat idle too long): its files go."""
+        """The browser session ended (or sat idle too long): its live run stops, its files go."""
         self.cancel.set()
+        self.stop_live()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

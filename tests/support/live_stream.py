@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.server
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,3 +25,24 @@ def encode_ts(files: list[Path], path: Path, fps: int) -> Path:
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+@contextmanager
+def http_stream(path: Path):
+    """`path` served over HTTP on a free loopback port (a thread of this process): yields its URL."""
+    import functools
+    import threading
+
+    handler = functools.partial(QuietHandler, directory=str(path.parent))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{httpd.server_address[1]}/{path.name}"
+        finally:
+            httpd.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # the test's output stays the test's
+        pass
