@@ -65,7 +65,8 @@ def run(args: argparse.Namespace, planner, mode: str, checked_backend, backend_o
     except BaseException:
         source.close()
         raise
-    run = run_live(source, backend, request, args.out, settings=settings, planner=planner, progress=print_progress)
+    run = run_live(source, backend, request, args.out, settings=settings, planner=planner, progress=print_progress,
+                   overlay=not args.no_overlay)
     if sys.stderr.isatty():
         print(file=sys.stderr)  # past the progress line
     print(f"answer: {run.answer}")
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace, planner, mode: str, checked_backend, backend_o
           f"latency p50/p95: {run.latency_p50_ms} / {run.latency_p95_ms} ms  ({run.ended})")
     print(f"frames:  {run.out / 'frames.jsonl'}")
     print(f"result:  {run.out / 'result.json'}")
+    if not args.no_overlay:
+        print(f"overlay: {run.out / 'overlay.mp4'}")
     return 0
 
 

@@ -248,7 +248,7 @@ class _Runner:
         self.last_masks = masks
         latency = time.monotonic() - frame.received
         self.latencies.append(latency)
-        self.writer.write(frame.index, frame.timestamp, masks, scores, latency * 1000)
+        self.writer.write(frame.index, frame.timestamp, masks, scores, latency * 1000, frame.image)
         if self.on_frame is not None:
             self.on_frame(frame, masks)
         if self.progress is not None:
@@ -272,7 +272,8 @@ class LiveSegmentation:
 
     def __init__(self, source: LiveSource, backend: Backend, request: Request | None, out: Path | str, *,
                  settings: LiveSettings | None = None, planner: Any = None, stop: threading.Event | None = None,
-                 progress: Callable[[dict], None] | None = None, lock: AbstractContextManager | None = None):
+                 progress: Callable[[dict], None] | None = None, lock: AbstractContextManager | None = None,
+                 overlay: bool = True):
         self.settings = (settings or LiveSettings()).check()
         # held while a frame is handled: a server's lock for a model that runs one job at a time
         self.lock = lock if lock is not None else nullcontext()
@@ -280,7 +281,8 @@ class LiveSegmentation:
             raise UserError("in a live run a visual prompt applies to the first frame handled; drop its @FRAME")
         self.source, self.backend, self.request, self.out = source, backend, request, out
         self.stop = stop or threading.Event()
-        self.writer = LiveWriter(out, None)  # checks the folder now; makes nothing until the first frame
+        # checks the folder now; makes nothing until the first frame
+        self.writer = LiveWriter(out, None, overlay, (request.instruction or "") if request is not None else "")
         self.runner = _Runner(source, backend, request, self.writer, self.settings, planner, progress)
 
     @property

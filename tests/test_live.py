@@ -79,6 +79,17 @@ class Feeder(threading.Thread):
             self.error = exc
 
 
+def playable_frames(path: Path) -> int:
+    """How many frames a player decodes from `path` as it is now (0: not a video yet)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return sum(1 for _ in container.decode(video=0))
+    except (av.error.FFmpegError, OSError):
+        return 0
+
+
 def lines(path: Path) -> list[dict]:
     try:
         text = path.read_text()
@@ -129,8 +140,15 @@ def check_output(out: Path) -> dict:
 
 def test_live_pipe_results_arrive_while_streaming_and_equal_the_offline_causal_run(lite_cli, swan_ts, fifo, tmp_path, capsys):
     out = tmp_path / "out"
-    # the stream pauses half-way until a result is on disk: results must come while it is still arriving
-    feeder = Feeder(swan_ts, fifo, pause_after=FRAMES // 2, resume=lambda: len(lines(out / "frames.jsonl")) >= 1)
+    seen: dict[str, int] = {}
+
+    def results_on_disk() -> bool:
+        seen["lines"], seen["overlay"] = len(lines(out / "frames.jsonl")), playable_frames(out / "overlay.mp4")
+        return seen["lines"] >= 2 and seen["overlay"] >= 1
+
+    # the stream pauses half-way until results are on disk: they must come while it is still arriving, the
+    # overlay too (a fragmented MP4 plays while it grows)
+    feeder = Feeder(swan_ts, fifo, pause_after=FRAMES // 2, resume=results_on_disk)
     feeder.start()
     code, stdout, stderr = run_cli(capsys, "segment", fifo, "a black swan", "--backend", "lite", "--out", out, "--queue", 64)
     feeder.join(10)
@@ -140,6 +158,7 @@ def test_live_pipe_results_arrive_while_streaming_and_equal_the_offline_causal_r
     assert result["frames_received"] == feeder.sent == FRAMES
     assert result["dropped_frames"] == 0 and result["ended"] == "the stream ended"
     assert result["latency_ms"]["p50"] > 0 and result["latency_ms"]["p95"] >= result["latency_ms"]["p50"]
+    assert seen["overlay"] <= seen["lines"] < FRAMES and playable_frames(out / "overlay.mp4") == FRAMES
 
     # the offline causal run with the same settings on the same frames: the request on frame 0 through the one
     # pipeline, then the tracker's ordinary call over the whole decoded video (a VideoSource), forwards

@@ -32,22 +32,34 @@ def draw_overlay(frame: Image.Image, labels: np.ndarray, caption: str = "", alph
     return image
 
 
-class OverlayWriter:
-    """H.264 video written frame by frame (yuv420p needs even sizes: odd ones are padded)."""
+# A live overlay: an MP4 in fragments (one per frame, each written out at once) that plays while it grows, and
+# whose frames are at their own times (a live run handles frames at irregular times)
+LIVE_MP4_OPTIONS = {"movflags": "frag_every_frame+empty_moov+default_base_moof", "flush_packets": "1"}
+LIVE_TIME_BASE = Fraction(1, 1000)
 
-    def __init__(self, path: Path, size: tuple[int, int], fps: float | None, caption: str = ""):
+
+class OverlayWriter:
+    """H.264 video written frame by frame (yuv420p needs even sizes: odd ones are padded). `live`: a fragmented
+    MP4 whose frames are written (and readable) as they come, each at the timestamp given to `write`."""
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float | None, caption: str = "", live: bool = False):
         import av
 
-        self.caption = caption
-        self.container = av.open(str(path), mode="w")
+        self.caption, self.live = caption, live
+        self.container = av.open(str(path), mode="w", format="mp4" if live else None,
+                                 container_options=LIVE_MP4_OPTIONS if live else None)
         self.stream = self.container.add_stream("libx264", rate=Fraction(fps or 24).limit_denominator(1001))
         width, height = size
         self.padded = (width + width % 2, height + height % 2)
         self.stream.width, self.stream.height = self.padded
         self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"crf": "23", "preset": "veryfast"}
+        # live: no look-ahead, so each frame is encoded (and written) when it is given
+        self.stream.options = {"crf": "23", "preset": "ultrafast", "tune": "zerolatency"} if live else {"crf": "23", "preset": "veryfast"}
+        if live:
+            self.stream.codec_context.time_base = LIVE_TIME_BASE
+        self._last_pts = -1
 
-    def write(self, frame: Image.Image, labels: np.ndarray) -> None:
+    def write(self, frame: Image.Image, labels: np.ndarray, timestamp: float | None = None) -> None:
         import av
 
         image = draw_overlay(frame, labels, self.caption)
@@ -55,7 +67,11 @@ class OverlayWriter:
             canvas = Image.new("RGB", self.padded)
             canvas.paste(image)
             image = canvas
-        for packet in self.stream.encode(av.VideoFrame.from_image(image)):
+        video_frame = av.VideoFrame.from_image(image)
+        if self.live:
+            self._last_pts = max(self._last_pts + 1, round((timestamp or 0.0) / LIVE_TIME_BASE))
+            video_frame.pts, video_frame.time_base = self._last_pts, LIVE_TIME_BASE
+        for packet in self.stream.encode(video_frame):
             self.container.mux(packet)
 
     def close(self) -> None:
