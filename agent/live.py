@@ -1,6 +1,7 @@
 """Segmenting a live stream as it arrives: causal, with bounded latency, results on disk frame by frame.
 
-`run_live(LiveSource.open(spec), backend, Request(...), out)`. Causal: a frame's masks come from that frame and
+`run_live(LiveSource.open(spec), backend, Request(...), out)` (or `LiveSegmentation(...)`, to ask more while it
+runs). Causal: a frame's masks come from that frame and
 earlier ones only; nothing looks ahead and nothing runs backwards. How:
 
 - Grounding: the request goes through `agent.pipeline` (every door's one path, its modes and verification) on one
@@ -17,8 +18,13 @@ earlier ones only; nothing looks ahead and nothing runs backwards. How:
   the queue keeps the newest frames and counts the dropped ones, and `max_latency` drops queued frames older
   than that while a newer one waits. The tracker sees the handled frames in order, a dropped one as a larger step.
 
-Output (`agent.writers.live`): frames.jsonl and masks/ as frames are handled, result.json at the end (the stream
-ended, a stop was asked for — SIGTERM, Ctrl-C —, `duration` seconds passed or `max_frames` were received).
+- More while it runs (`LiveSegmentation.add`, from any thread: a live session's questions and clicks): grounded
+  on the next frame handled; the episode restarts there with the new prompts and, as mask prompts, the last masks
+  of the objects other requests found, so those go on being tracked.
+
+Output (`agent.writers.live`): frames.jsonl, masks/ and a fragmented overlay.mp4 as frames are handled,
+result.json at the end (the stream ended, a stop was asked for — SIGTERM, Ctrl-C —, `duration` seconds passed or
+`max_frames` were received).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""live_latency: latency and drop rate of `rvos segment --live` (lite, this machine) at 10 and 25 frames/s input (#28).
+"""live_latency: latency and drop rate of `rvos segment --live` (lite or the sa2va fixture, this machine) at 10 and 25
+frames/s input (#28).
 
 A real shared video (blackswan, 50 frames, 854×480) is encoded once as H.264 MPEG-TS (zerolatency, as a live
 encoder sends it); a thread writes its packets into a named pipe at the input rate, and `agent.live.run_live`
@@ -6,7 +7,7 @@ reads the pipe with the default queue (2 frames, newest kept). Per rate: latency
 line in frames.jsonl, every handled frame, the first — which waits for the grounding — included; and after the
 first, the steady state), the frames dropped / received, and the frames handled per second of stream.
 
-Run: python benchmarks/live_latency.py [--rates 10 25] [--frames 50] [--loops 1] [--out benchmarks/results/live_latency.json]
+Run: python benchmarks/live_latency.py [--backend lite|sa2va-fixture] [--rates 10 25] [--frames 50] [--loops 1] [--out FILE]
 """
 
 from __future__ import annotations
@@ -93,9 +94,14 @@ def main() -> None:
     parser.add_argument("--rates", nargs="+", type=float, default=[10, 25])
     parser.add_argument("--frames", type=int, default=50)
     parser.add_argument("--loops", type=int, default=1, help="the clip this many times over: a longer stream (memory, steady state)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "live_latency.json"))
+    parser.add_argument("--backend", choices=["lite", "sa2va-fixture"], default="lite",
+                        help="sa2va-fixture: the tiny random Qwen2.5-VL Sa2VA checkpoint of ../shared/fixtures (its answer "
+                             "forced to one [SEG]): the pipeline's and tracker's own cost, not a real model's speed")
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/live_latency[-sa2va-fixture].json")
     args = parser.parse_args()
-    backend = load_backend("lite", device="cpu")
+    suffix = "" if args.backend == "lite" else f"-{args.backend}"
+    args.out = args.out or str(Path(__file__).parent / "results" / f"live_latency{suffix}.json")
+    backend = load_backend("lite", device="cpu") if args.backend == "lite" else sa2va_fixture()
     files = sorted(DATA.glob("*.jpg"))[: args.frames] * args.loops
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -108,10 +114,21 @@ def main() -> None:
             results.append(one_rate(backend, ts, fps, folder))
             print(json.dumps(results[-1]))
     report = {"benchmark": "live_latency", "video": "refdavis-mini3/blackswan", "frames": len(files), "frame_size": [854, 480],
-              "backend": "lite", "queue": 2, "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+              "backend": args.backend, "queue": 2, "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
               "results": results}
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(f"→ {args.out}")
+
+
+def sa2va_fixture():
+    """The Qwen2.5-VL Sa2VA fixture as the tests load it, answering every request with one [SEG]."""
+    from agent.backends.sa2va.spec import load_sa2va
+
+    folder = DATA.parents[2] / "fixtures" / "sa2va-qwen2_5-vl-tiny"
+    backend = load_sa2va(str(folder / "checkpoint"), "cpu", sam2_config=folder / "sam2_tiny_test.yaml", keyframe_strategy="first",
+                         min_pixels=4 * 28 * 28, max_pixels=16 * 28 * 28)
+    backend.grounder.teacher = {"segment": "Sure, [SEG]."}  # random weights: the answer is forced, the masks are computed
+    return backend
 
 
 def _first_clip(files: list[Path], folder: Path) -> Path:

@@ -1,7 +1,8 @@
 """A live video source: frames decoded as they arrive, in a thread of their own, ahead of whoever consumes them.
 
 `LiveSource.open(spec)` takes `-` (a stream on standard input), a named pipe, a URL FFmpeg opens (rtsp://, rtmp://,
-http(s)://, udp://, srt://, …), a capture device (`/dev/video0`, through FFmpeg's v4l2 input) or a video file.
+http(s)://, udp://, srt://, …), a capture device (`/dev/video0`, through FFmpeg's v4l2 input) or a video file;
+`LiveSource.pushed()` takes frames someone else hands over (a browser's camera: `push`, then `end`).
 Decoding runs in a daemon thread into a small bounded queue. A live source keeps the newest frames when the
 consumer is slower than the stream (the oldest queued frame is dropped and counted): waiting for a slow model
 would only make every later result later. A file is read at the consumer's pace instead (nothing is dropped: it
