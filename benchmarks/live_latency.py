@@ -70,7 +70,7 @@ def one_rate(backend, ts: Path, fps: float, folder: Path) -> dict:
                                daemon=True)
     sampler.start()
     started = time.monotonic()
-    run = run_live(LiveSource.open(str(fifo)), backend, Request("a black swan"), folder / f"out-{fps:g}")
+    run = run_live(LiveSource.open(str(fifo)), backend, request(backend), folder / f"out-{fps:g}")
     wall = time.monotonic() - started
     sampling.set()
     feeder.join()
@@ -106,7 +106,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         # warm the models once (their first call sets up), so each rate measures the steady run
-        run_live(LiveSource.open(str(_first_clip(files, folder))), backend, Request("a black swan"), folder / "warm")
+        run_live(LiveSource.open(str(_first_clip(files, folder))), backend, request(backend), folder / "warm")
         results = []
         for fps in args.rates:
             ts = folder / f"swan-{fps:g}.ts"
@@ -120,11 +120,16 @@ def main() -> None:
     print(f"→ {args.out}")
 
 
+def request(backend) -> Request:
+    """The benchmark's question; the fixture's in the direct mode (its random weights cannot reason)."""
+    return Request("a black swan", mode="direct" if backend.name == "sa2va" else "auto")
+
+
 def sa2va_fixture():
     """The Qwen2.5-VL Sa2VA fixture as the tests load it, answering every request with one [SEG]."""
     from agent.backends.sa2va.spec import load_sa2va
 
-    folder = DATA.parents[2] / "fixtures" / "sa2va-qwen2_5-vl-tiny"
+    folder = DATA.parents[3] / "fixtures" / "sa2va-qwen2_5-vl-tiny"
     backend = load_sa2va(str(folder / "checkpoint"), "cpu", sam2_config=folder / "sam2_tiny_test.yaml", keyframe_strategy="first",
                          min_pixels=4 * 28 * 28, max_pixels=16 * 28 * 28)
     backend.grounder.teacher = {"segment": "Sure, [SEG]."}  # random weights: the answer is forced, the masks are computed

@@ -141,3 +141,28 @@ def test_a_live_session_refuses_what_it_cannot_do(lite_backend, frames_dir, tmp_
     with pytest.raises(UserError, match="has ended"):
         session.ask("a black swan")
     assert not (tmp_path / "ended").exists() or not any((tmp_path / "ended").iterdir())
+
+
+def test_a_sa2va_checkpoint_streams_as_its_offline_causal_run(qwen25_fixture, swan, tmp_path):
+    """The SAM 2 tracker of a Sa2VA checkpoint (the Qwen2.5-VL fixture, its answer forced to one [SEG]) over
+    pushed frames: exactly its ordinary call over the same frames as a video, grounded on the first."""
+    from agent.pipeline import Pipeline
+    from agent.video.source import VideoSource
+    from test_sa2va_fixture import load_fixture
+
+    images, _ = swan
+    backend = load_fixture(qwen25_fixture)
+    backend.grounder.teacher = {"segment": "Sure, [SEG]."}
+    source = LiveSource.pushed("frames", queue_size=FRAMES)  # all queued first: none dropped
+    for image in images:
+        source.push(image)
+    source.end()
+    run = run_live(source, backend, Request("a black swan", mode="direct"), tmp_path / "live")
+    assert run.handled == FRAMES and run.objects
+    reply = Pipeline(backend, images[:1], progress=False).run(Request("a black swan", mode="direct"))
+    offline = list(backend.tracker.track(VideoSource.open(images), reply.prompts, {0: images[0]}))
+    got = masks_by_frame(tmp_path / "live")
+    assert any(m.any() for f in got.values() for m in f.values())
+    for expected in offline:
+        for object_id, mask in expected.masks.items():
+            assert np.array_equal(got[expected.frame_index][str(object_id)], mask), expected.frame_index

@@ -293,14 +293,13 @@ class SAM2StreamTracker:
         # 2) objects first prompted after frame 0: tracked backwards from there
         before = self._track_backward(groups, video, num_frames, cache)
         # 3) one forward pass over the video
+        # each frame read when its turn comes, never sooner: a live source has only the frames pushed so far
         others = video.frames(t for t in range(num_frames) if t not in images)
-        pending = next(others, None)
         for t in range(num_frames):
             if t in images:
                 image = images.pop(t)
             else:
-                _, image = pending
-                pending = next(others, None)
+                _, image = next(others)
             backbone_out = None
             logits, scores, via_size = {}, {}, set()
             for group in groups:

@@ -305,5 +305,9 @@ class GrowingFrames:
                 raise RuntimeError(f"live frame {i} was asked for before it arrived (the runner must push it first)")
             yield i, image
 
+    def read_many(self, indices) -> dict[int, Image.Image]:
+        """Frames by index (a tracker's prompted frames: in a live run only the episode's first, already taken)."""
+        return dict(self.frames(sorted(indices)))
+
     def span(self, indices):
         raise RuntimeError("a live source has no frames to go back to: the live run prompts every object on its first frame")
