@@ -166,3 +166,46 @@ def test_a_sa2va_checkpoint_streams_as_its_offline_causal_run(qwen25_fixture, sw
     for expected in offline:
         for object_id, mask in expected.masks.items():
             assert np.array_equal(got[expected.frame_index][str(object_id)], mask), expected.frame_index
+
+
+def test_a_long_stream_holds_no_more_after_a_hundred_frames_than_one_frame(lite_backend, refdavis, tmp_path):
+    """Memory flat in the stream's length: what the run holds (Python's own allocations and numpy's arrays, traced
+    from frame 20 on, after a collection) grows from frame 60 to frame 110 by less than one frame's pixels, the
+    yardstick: keeping the frames, their masks or their records would grow it by fifty of them."""
+    import gc
+    import threading
+    import tracemalloc
+
+    from agent.live import LiveSegmentation
+
+    files = sorted((refdavis / "JPEGImages" / "blackswan").glob("*.jpg"))
+    images = [Image.open(p).convert("RGB").resize((160, 90)) for p in files]
+    one_frame = 160 * 90 * 3
+    source = LiveSource.pushed("long", queue_size=4)
+    run = LiveSegmentation(source, lite_backend, Request("a black swan"), tmp_path / "live")
+    held: dict[int, int] = {}
+    images_alive: dict[int, int] = {}
+
+    def measure(frame, masks) -> None:
+        if frame.index == 20:
+            tracemalloc.start()
+        elif frame.index in (60, 110):
+            gc.collect()
+            held[frame.index] = tracemalloc.get_traced_memory()[0]
+            # pixels live outside Python's allocator: the images alive are counted instead
+            images_alive[frame.index] = sum(isinstance(o, Image.Image) for o in gc.get_objects())
+
+    run.on_frame = measure
+    thread = threading.Thread(target=run.run)
+    thread.start()
+    try:
+        for i in range(111):
+            source.push(images[i % len(images)])
+            wait_until(lambda: run.runner.writer.frames_written >= i + 1 or not thread.is_alive())
+        source.end()
+        thread.join(60)
+    finally:
+        tracemalloc.stop()
+    assert run.runner.writer.frames_written == 111 and run.runner.objects
+    assert held[110] - held[60] < one_frame, (held, one_frame)
+    assert images_alive[110] <= images_alive[60] + 2, images_alive  # (the frame at hand, a queued one)
