@@ -150,6 +150,8 @@ class _Runner:
         self.requests: list[Request | None] = [request]  # the run's request (or None), then each one asked while it runs
         self.added: queue.SimpleQueue = queue.SimpleQueue()  # (request number, its Future) not yet grounded
         self.origin: dict[int, int] = {}  # object id → the number of the request that found it
+        self._adding = threading.Lock()
+        self.ended: str | None = None  # why the run ended, once it has
         self.objects: dict[int, str] = {}  # every object seen, by id → what produced it
         self.last_masks: dict[int, np.ndarray] = {}
         self.groundings: list[dict] = []
@@ -178,8 +180,11 @@ class _Runner:
         if any(p.frame_index != 0 for p in request.prompts):
             raise UserError("in a live run a visual prompt applies to the next frame handled; drop its frame number")
         done: Future = Future()
-        self.requests.append(request)
-        self.added.put((len(self.requests) - 1, done))
+        with self._adding:  # one number per request, and none once the run has ended
+            if self.ended is not None:
+                raise UserError(f"the live run has ended ({self.ended}); open the stream again to ask more")
+            self.requests.append(request)
+            self.added.put((len(self.requests) - 1, done))
         return done
 
     def _ground(self, frame: LiveFrame, number: int, repeat: bool) -> Any:
@@ -261,9 +266,11 @@ class _Runner:
             self.progress(self.counts())
 
     def refuse_waiting(self, why: str) -> None:
-        """The run has ended: whoever still waits for an answer hears why."""
+        """The run has ended: whoever still waits for an answer hears why, and nothing more is taken."""
+        with self._adding:
+            self.ended = why
         while not self.added.empty():
-            self.added.get()[1].set_exception(UserError(f"{why} before the question was taken up"))
+            self.added.get()[1].set_exception(UserError(f"the live run ended ({why}) before the question was taken up"))
 
     def counts(self) -> dict[str, Any]:
         return {"handled": self.writer.frames_written, "dropped": self.source.dropped, "received": self.source.received,
@@ -338,7 +345,7 @@ class LiveSegmentation:
             source.close()
             if runner.episode is not None:
                 runner.episode.close()
-            runner.refuse_waiting(f"the live run ended ({ended})")
+            runner.refuse_waiting(ended)
         if first_frame is None:
             raise UserError(f"no frame came from {source.spec} ({ended}); check that the stream is playing and is a video")
         counts = runner.counts()
