@@ -383,13 +383,13 @@ def test_the_live_tab_opens_a_stream_url_only_when_allowed_and_only_a_network_st
     frames = sorted((refdavis / "JPEGImages" / "blackswan").glob("*.jpg"))[:10]
     clip = encode_ts(frames, tmp_path / "swan.ts", 10)
     with http_stream(clip) as url:
-        ws, status = app.live_tab.open_stream(None, url, "a black swan", gr.Request(session_hash="a browser"))
+        ws, status, _ = app.live_tab.open_stream(None, url, "a black swan", gr.Request(session_hash="a browser"))
         deadline = time.monotonic() + 120
         while ws.live.counts["handled"] < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
         image, counts = app.live_tab.tick(ws)
         assert image.size == (854, 480) and counts.endswith("1 object(s) in view")
-        _, status, download = app.live_tab.stop(ws)
+        _, status, download, _ = app.live_tab.stop(ws)
     assert status.startswith("Stopped") and "1 object(s)" in status
     with zipfile.ZipFile(download.value["path"]) as archive:  # the button as gradio sends it: its file
         result = json.loads(archive.read("result.json"))

@@ -52,7 +52,7 @@ class LiveTab:
     def camera_frame(self, ws, image, question, request: gr.Request):
         """One frame from the browser's camera: into this session's live run (started by the first one)."""
         if image is None:
-            return ws
+            return ws, gr.skip()
         ws = self.app.workspace(ws, request)
         width, height = image.size
         if max(width, height) > self.app.limits.max_side:
@@ -60,11 +60,11 @@ class LiveTab:
         with self._starting:  # frames come in threads of their own: one run per session
             live = ws.live
             if live is None and ws.live_stopped is not None and time.monotonic() - ws.live_stopped < STOPPED_GRACE_SECONDS:
-                return ws  # sent before the camera stopped with the run: it starts nothing
+                return ws, gr.skip()  # sent before the camera stopped with the run: it starts nothing
             if live is None or not live.running or live.source.kind != "pushed":
                 live = self._start(ws, LiveSource.pushed("the browser's camera"), question)
         live.source.push(image)
-        return ws
+        return ws, gr.Timer(active=True)
 
     def open_stream(self, ws, url, question, request: gr.Request):
         """A stream URL the server opens: only with --allow-streams, only a network stream."""
@@ -77,7 +77,7 @@ class LiveTab:
         ws = self.app.workspace(ws, request)
         with self._starting:
             self._start(ws, LiveSource.open(url, reconnect=5.0), question)
-        return ws, f"Opening {html.escape(url)}…"
+        return ws, f"Opening {html.escape(url)}…", gr.Timer(active=True)
 
     def ask(self, ws, question, request: gr.Request):
         ws = self.app.workspace(ws, request)
@@ -94,13 +94,13 @@ class LiveTab:
 
     def stop(self, ws):
         if ws is None or ws.live is None:
-            return ws, LIVE_IDLE, gr.DownloadButton(visible=False)
+            return ws, LIVE_IDLE, gr.DownloadButton(visible=False), gr.Timer(active=False)
         run = ws.stop_live()
         if run is None:
-            return ws, "Stopped before any frame came.", gr.DownloadButton(visible=False)
+            return ws, "Stopped before any frame came.", gr.DownloadButton(visible=False), gr.Timer(active=False)
         archive = ws.live_download(run.out)
         return ws, (f"Stopped ({html.escape(run.ended)}): {run.handled} frames handled, {run.dropped} dropped, "
-                    f"{len(run.objects)} object(s)."), gr.DownloadButton(value=str(archive), visible=True)
+                    f"{len(run.objects)} object(s)."), gr.DownloadButton(value=str(archive), visible=True), gr.Timer(active=False)
 
     def tick(self, ws):
         """The newest handled frame with its masks, and the counts (skipped when nothing is new)."""
@@ -148,13 +148,15 @@ def build_live_tab(tab: LiveTab, state) -> None:
     from agent.serve.app import _guarded  # the page's one way of turning a mistake into a message
 
     quick = {"concurrency_limit": None, "show_progress": "hidden"}
-    camera.stream(_guarded(tab.camera_frame, 1), [state, camera, question], [state], stream_every=CAMERA_EVERY_SECONDS,
+    # the timer that shows the newest result runs only while a run does: an idle page sends nothing
+    timer = gr.Timer(TICK_SECONDS, active=False)
+    camera.stream(_guarded(tab.camera_frame, 2), [state, camera, question], [state, timer], stream_every=CAMERA_EVERY_SECONDS,
                   api_visibility="private", **quick)
     if tab.allow_streams:
-        open_button.click(_guarded(tab.open_stream, 2), [state, url, question], [state, status], api_name="live_open", **quick)
+        open_button.click(_guarded(tab.open_stream, 3), [state, url, question], [state, status, timer], api_name="live_open", **quick)
     ask_button.click(_guarded(tab.ask, 2), [state, question], [state, status], api_name="live_ask", concurrency_limit=None)
     question.submit(_guarded(tab.ask, 2), [state, question], [state, status], api_visibility="private", concurrency_limit=None)
     view.select(_guarded(tab.click, 2), [state], [state, status], api_visibility="private", concurrency_limit=None)
-    stop_button.click(_guarded(tab.stop, 3), [state], [state, status, download], api_name="live_stop", concurrency_limit=None,
+    stop_button.click(_guarded(tab.stop, 4), [state], [state, status, download, timer], api_name="live_stop", concurrency_limit=None,
                       js=STOP_CAMERA_JS)
-    gr.Timer(TICK_SECONDS).tick(tab.tick, [state], [view, counts], api_visibility="private", **quick)
+    timer.tick(tab.tick, [state], [view, counts], api_visibility="private", **quick)
