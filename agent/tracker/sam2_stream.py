@@ -293,8 +293,11 @@ class SAM2StreamTracker:
         # 2) objects first prompted after frame 0: tracked backwards from there
         before = self._track_backward(groups, video, num_frames, cache)
         # 3) one forward pass over the video
-        # each frame read when its turn comes, never sooner: a live source has only the frames pushed so far
-        others = video.frames(t for t in range(num_frames) if t not in images)
+        # each frame read when its turn comes, never sooner: a live source has only the frames pushed so far.
+        # The frames already at hand are fixed now: `images` empties as the loop goes, and a source may take
+        # the (lazy) indices only when it is first asked for a frame
+        at_hand = set(images)
+        others = video.frames(t for t in range(num_frames) if t not in at_hand)
         for t in range(num_frames):
             if t in images:
                 image = images.pop(t)
