@@ -127,11 +127,9 @@ def request(backend) -> Request:
 
 def sa2va_fixture():
     """The Qwen2.5-VL Sa2VA fixture as the tests load it, answering every request with one [SEG]."""
-    from agent.backends.sa2va.spec import load_sa2va
+    from test_sa2va_fixture import load_fixture  # the tests' loader (their pixel limits, SAM 2 config)
 
-    folder = DATA.parents[3] / "fixtures" / "sa2va-qwen2_5-vl-tiny"
-    backend = load_sa2va(str(folder / "checkpoint"), "cpu", sam2_config=folder / "sam2_tiny_test.yaml", keyframe_strategy="first",
-                         min_pixels=4 * 28 * 28, max_pixels=16 * 28 * 28)
+    backend = load_fixture(DATA.parents[3] / "fixtures" / "sa2va-qwen2_5-vl-tiny")
     backend.grounder.teacher = {"segment": "Sure, [SEG]."}  # random weights: the answer is forced, the masks are computed
     return backend
 

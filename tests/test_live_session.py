@@ -60,7 +60,7 @@ def test_a_question_asked_mid_stream_segments_from_that_frame_on_as_a_run_starte
     session = Assistant(lite_backend).open(LiveSource.pushed("camera"), out=tmp_path / "live")
     assert isinstance(session, LiveSession)
     replies = []
-    push_all(session, images, at={ASK_AT: lambda: replies.append(pool_ask(session, "a black swan"))})
+    push_all(session, images, at={ASK_AT: lambda: replies.append(in_background(session, session.ask, "a black swan"))})
     result = session.stop(timeout=60)
     assert result.handled == FRAMES and result.dropped == 0
     reply = replies[0].result(timeout=60)
@@ -81,13 +81,13 @@ def test_a_question_asked_mid_stream_segments_from_that_frame_on_as_a_run_starte
     check_output(tmp_path / "live")
 
 
-def pool_ask(session: LiveSession, question: str):
-    """Ask from another thread (as a page's handler does) and return its future: the run handles it on the
-    next frame, which this thread pushes."""
+def in_background(session: LiveSession, call, *args):
+    """`call(*args, timeout=120)` from another thread (as a page's handler makes it), returning its future once the
+    run has the request: the run takes it up on the next frame, which this thread pushes."""
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(1)
-    future = pool.submit(session.ask, question, timeout=120)
+    future = pool.submit(call, *args, timeout=120)
     wait_until(lambda: not session.segmentation.runner.added.empty())
     pool.shutdown(wait=False)
     return future
@@ -98,8 +98,8 @@ def test_clicks_mid_stream_add_an_object_beside_the_tracked_one_or_re_anchor_it(
     session = Assistant(lite_backend).open(LiveSource.pushed("camera"), out=tmp_path / "live", instruction="a black swan")
     x, y = interior_point(truth[ASK_AT])
     replies = {}
-    clicks = {ASK_AT: lambda: replies.setdefault("water", pool_click(session, 40, 40)),
-              ASK_AT + 3: lambda: replies.setdefault("swan", pool_click(session, x, y))}
+    clicks = {ASK_AT: lambda: replies.setdefault("water", in_background(session, session.click, 40, 40)),
+              ASK_AT + 3: lambda: replies.setdefault("swan", in_background(session, session.click, x, y))}
     push_all(session, images, at=clicks)
     session.stop(timeout=60)
     assert replies["water"].result(timeout=60).objects and replies["swan"].result(timeout=60).objects
@@ -112,16 +112,6 @@ def test_clicks_mid_stream_add_an_object_beside_the_tracked_one_or_re_anchor_it(
     result = check_output(tmp_path / "live")
     assert [o["request"] for o in result["objects"]] == [0, 1]
     assert [g["request"] for g in result["groundings"]] == [0, 1, 2]
-
-
-def pool_click(session: LiveSession, x: float, y: float):
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(1)
-    future = pool.submit(session.click, x, y, timeout=120)
-    wait_until(lambda: not session.segmentation.runner.added.empty())
-    pool.shutdown(wait=False)
-    return future
 
 
 def test_a_live_session_refuses_what_it_cannot_do(lite_backend, frames_dir, tmp_path):

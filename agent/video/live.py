@@ -124,7 +124,7 @@ class LiveSource:
             raise RuntimeError("this source decodes its own stream; only LiveSource.pushed() takes frames")
         if self._ended:
             return False
-        return self._put_image(image.convert("RGB"), timestamp)
+        return self._put_image(image if image.mode == "RGB" else image.convert("RGB"), timestamp)
 
     def end(self, reason: str | None = None) -> None:
         """No more frames: the consumer finishes what is queued, then sees the end."""

@@ -78,6 +78,8 @@ class LiveWriter:
         save_palette_png(partial, labels)
         os.replace(partial, png)
         if self._video is not None and image is not None:
+            if image.size != self.size:  # a stream that changed resolution: its masks are at the first frame's
+                image = image.resize(self.size, Image.BILINEAR)
             self._video.write(image, labels, timestamp)
         record = {"frame": index, "name": name, "timestamp": round(timestamp, 6), "latency_ms": round(latency_ms, 3),
                   "objects": {str(i): {"rle": encode_rle(m), "bbox": mask_bbox(m),
