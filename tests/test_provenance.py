@@ -91,3 +91,16 @@ def test_the_semi_supervised_report_records_the_backend_that_made_the_prediction
     resumed = run_semi_supervised(job, progress=False)  # nothing left to run: no backend loads, what made them is kept
     assert all(resumed[key] == report[key] for key in ("rvos_agent", "backend", "model", "device", "keyframe_count", "options", "settings"))
     assert json.loads((out / "report.json").read_text())["settings"] == {"rule": 7}
+
+
+def test_lite_records_each_rule_value_and_nothing_that_is_not_a_rule():
+    from types import SimpleNamespace
+
+    from agent.backends.lite.spec import rule_settings
+    from agent.backends.lite.tracker import LiteTracker
+
+    settings = rule_settings(SimpleNamespace(min_score=0.25, detector=object()), LiteTracker(None, max_growth=1.7))
+    assert settings["tracker"]["max_growth"] == 1.7 and settings["tracker"]["SEARCH_SCORE"] == 0.05
+    assert settings["grounder"]["min_score"] == 0.25 and "detector" not in settings["grounder"]  # a model, not a value
+    assert settings["answers"]["LOOK_ALIKE"] == 0.95 and "TYPE_CHECKING" not in settings["answers"]  # typing's flag
+    assert len(settings["vocabulary"]["sha256"]) == 64

@@ -42,7 +42,7 @@ def _scalars(values: dict[str, Any], upper: bool) -> dict[str, Any]:
     """The plain values among `values` (module constants when `upper`, else an object's public attributes)."""
     out = {}
     for name, value in values.items():
-        if name.startswith("_") or name.isupper() != upper:
+        if name.startswith("_") or name.isupper() != upper or name == "TYPE_CHECKING":  # typing's flag, not a rule
             continue
         if isinstance(value, np.ndarray) and value.size <= 16:
             value = value.tolist()
