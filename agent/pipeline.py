@@ -135,22 +135,33 @@ class Pipeline:
 
     def track(self, prompts: Sequence[ObjectPrompt], video: VideoSource | None = None, keyframes=None,
               what: str = "track") -> Iterator[FrameMasks]:
-        """The tracker's frames for `prompts` over `video` (default: the whole video), with progress shown as they come."""
+        """The tracker's frames for `prompts` over `video` (default: the whole video), with progress shown as they
+        come, and as a tracker works backwards before its first frame is out (a stop lands there too)."""
         video = self.video if video is None else video
         keyframes = self.keyframes if keyframes is None else keyframes
-        if self.feature_cache is None:
-            frames = self.backend.tracker.track(video, prompts, keyframes)
-        else:
-            frames = self.backend.tracker.track(video, prompts, keyframes, cache=self.feature_cache)
         report = self.progress if callable(self.progress) else None
-        bar = tqdm(total=len(video), unit="frame", desc=what, leave=False, disable=report is not None or not self.progress)
+        shown = report is None and bool(self.progress)
+        bar = tqdm(total=len(video), unit="frame", desc=what, leave=False, disable=not shown)
+        backwards = f"{what} (backwards)"
+        back_bar = tqdm(unit="frame", desc=backwards, leave=False, disable=not shown)
+
+        def worked(done: int, total: int) -> None:
+            back_bar.total = total
+            back_bar.update(done - back_bar.n)
+            if report:
+                report(done, total, backwards)
+
+        cache = {} if self.feature_cache is None else {"cache": self.feature_cache}
+        frames = self.backend.tracker.track(video, prompts, keyframes, progress=worked, **cache)
         try:
             for done, frame in enumerate(frames, 1):
+                back_bar.close()
                 bar.update()
                 if report:
                     report(done, len(video), what)
                 yield frame
         finally:  # also when the consumer stops early
+            back_bar.close()
             bar.close()
 
     # --- a request -------------------------------------------------------------------------

@@ -174,6 +174,7 @@ def test_a_long_stream_holds_no_more_after_a_hundred_frames_than_one_frame(lite_
     source = LiveSource.pushed("long", queue_size=4)
     run = LiveSegmentation(source, lite_backend, Request("a black swan"), tmp_path / "live")
     held: dict[int, int] = {}
+    snapshots: dict[int, tracemalloc.Snapshot] = {}
     images_alive: dict[int, int] = {}
 
     def measure(frame, masks) -> None:
@@ -182,6 +183,7 @@ def test_a_long_stream_holds_no_more_after_a_hundred_frames_than_one_frame(lite_
         elif frame.index in (60, 110):
             gc.collect()
             held[frame.index] = tracemalloc.get_traced_memory()[0]
+            snapshots[frame.index] = tracemalloc.take_snapshot()  # where it grew, if it does
             # pixels live outside Python's allocator: the images alive are counted instead
             images_alive[frame.index] = sum(isinstance(o, Image.Image) for o in gc.get_objects())
 
@@ -197,5 +199,6 @@ def test_a_long_stream_holds_no_more_after_a_hundred_frames_than_one_frame(lite_
     finally:
         tracemalloc.stop()
     assert run.runner.writer.frames_written == 111 and run.runner.objects
-    assert held[110] - held[60] < one_frame, (held, one_frame)
+    grew = [str(stat) for stat in snapshots[110].compare_to(snapshots[60], "filename")[:3]]
+    assert held[110] - held[60] < one_frame, (held, one_frame, grew, [t.name for t in threading.enumerate()])
     assert images_alive[110] <= images_alive[60] + 2, images_alive  # (the frame at hand, a queued one)

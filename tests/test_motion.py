@@ -154,8 +154,10 @@ def test_backward_frames_are_encoded_once_for_all_objects(tmp_path):
         return original(**kwargs)
 
     sam2.track_step = recording
-    frames = list(SAM2StreamTracker(sam2, motion_aware=True).track_logits(video, prompts, {}))
+    worked = []
+    frames = list(SAM2StreamTracker(sam2, motion_aware=True).track_logits(video, prompts, {}, progress=lambda *step: worked.append(step)))
     assert [f.frame_index for f in frames] == list(range(10))
+    assert worked == [(done, 6) for done in range(1, 7)]  # each frame of the backward pass, 5…0, shown as it is done
     assert sorted(frames[0].low_res) == [1, 2]
     assert reverse_steps == [5, 4, 3, 3, 2, 2, 1, 1, 0, 0]  # object 1 from frame 5, object 2 from frame 3
     # prompted frames 4 and 6; backwards 5…0 once (not 5…0 and 3…0); forwards 5 and 6 for object 2, then 7…9

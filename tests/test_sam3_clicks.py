@@ -61,7 +61,9 @@ def test_sam3_a_mask_on_a_later_frame_tracks_forward_as_transformers_and_backwar
     backend, folder = sam3_backend
     mask = np.zeros((72, 96), bool)
     mask[10:34, 21:45] = True  # the red square on frame 4
-    reply = Pipeline(backend, tiny_video(), progress=False).run(Request(None, (ObjectPrompt(1, 4, mask=mask, source="person"),)))
+    seen = []
+    reply = Pipeline(backend, tiny_video(), progress=lambda *step: seen.append(step)).run(Request(None, (ObjectPrompt(1, 4, mask=mask, source="person"),)))
+    assert seen == [(done, 4, "track (backwards)") for done in range(1, 5)] + [(done, 10, "track") for done in range(1, 11)]
     inputs = [(4, 1, {"input_masks": mask})]
     forward = reference(folder, tiny_video(), inputs, start=4)
     backward = reference(folder, tiny_video(), inputs, start=4, reverse=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,7 +38,10 @@ class Tracker(Protocol):
         keyframes: Mapping[int, Image.Image],
         *,
         cache: FeatureCache | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[FrameMasks]:
         """Yield one `FrameMasks` per video frame, in order (`keyframes` are already decoded). `cache`: the
-        session's image features of frames seen before, by their index in its video (used and filled)."""
+        session's image features of frames seen before, by their index in its video (used and filled).
+        `progress(done, total)`: called for each frame of work done before frames can be yielded (tracking
+        backwards from a prompt after frame 0), so a long pass shows and can be stopped (it may raise)."""
         ...

@@ -9,7 +9,7 @@ everything per `[SEG]`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 import torch
@@ -112,17 +112,17 @@ class Sa2VAiTracker:
         return converted
 
     def _propagate(self, run, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image],
-                   cache: FeatureCache | None = None) -> Iterator:
+                   cache: FeatureCache | None = None, progress: Callable[[int, int], None] | None = None) -> Iterator:
         frames = {p.frame_index for p in prompts if p.embedding is not None}
         images = dict(keyframes) | video.read_many(sorted(frames - set(keyframes)))
         decoded, features = self._keyframe_masks_and_features(images, prompts, video.size)
-        return run(video, self._as_mask_prompts(decoded, prompts), images, features=features, cache=cache)
+        return run(video, self._as_mask_prompts(decoded, prompts), images, features=features, cache=cache, progress=progress)
 
     def track_logits(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image], *,
-                     cache: FeatureCache | None = None) -> Iterator[FrameLogits]:
+                     cache: FeatureCache | None = None, progress: Callable[[int, int], None] | None = None) -> Iterator[FrameLogits]:
         """`cache`: the session's propagation features of frames seen before (keyframes' come from their decode)."""
-        return self._propagate(self.stream.track_logits, video, prompts, keyframes, cache)
+        return self._propagate(self.stream.track_logits, video, prompts, keyframes, cache, progress)
 
     def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image], *,
-              cache: FeatureCache | None = None) -> Iterator[FrameMasks]:
-        return self._propagate(self.stream.track, video, prompts, keyframes, cache)
+              cache: FeatureCache | None = None, progress: Callable[[int, int], None] | None = None) -> Iterator[FrameMasks]:
+        return self._propagate(self.stream.track, video, prompts, keyframes, cache, progress)

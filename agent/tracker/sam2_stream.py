@@ -14,7 +14,7 @@ model itself, and `last_memory_frames` reports the latest call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -249,7 +249,7 @@ class SAM2StreamTracker:
             old[frame_index + step]["pred_masks"] = None  # only memory features are needed from now on
 
     def _track_backward(self, groups: list[_ObjectGroup], video: VideoSource, num_frames: int, cache: FeatureCache | None = None,
-                        chunk: int = 32) -> dict[int, dict]:
+                        progress: Callable[[int, int], None] | None = None, chunk: int = 32) -> dict[int, dict]:
         """Frames before each group's first prompted frame, tracked from it towards frame 0 with SAM 2's
         reverse mode (a memory of its own per group; each frame read and encoded once for all groups).
         Returns id(group) → frame → low-res logits (float16) and object scores, for the forward pass."""
@@ -258,7 +258,8 @@ class SAM2StreamTracker:
         for g in late:
             backward[id(g)].memory["cond_frame_outputs"] = dict(g.memory["cond_frame_outputs"])
         kept: dict[int, dict] = {id(g): {} for g in late}
-        for end in range(max((g.first_frame for g in late), default=0), 0, -chunk):
+        first = max((g.first_frame for g in late), default=0)
+        for end in range(first, 0, -chunk):
             frames = video.read_many(range(max(0, end - chunk), end))
             for t in sorted(frames, reverse=True):
                 features = self._frame_features(video, t, frames.pop(t), {}, cache)
@@ -266,16 +267,20 @@ class SAM2StreamTracker:
                     out = self._step(backward[id(g)], t, features, num_frames, conditioning=False, reverse=True)
                     self._forget(backward[id(g)], t, reverse=True)
                     kept[id(g)][t] = {"pred_masks": out["pred_masks"].half(), "object_score_logits": out["object_score_logits"]}
+                if progress is not None:
+                    progress(first - t, first)
         return kept
 
     @torch.inference_mode()
     def track_logits(
         self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image],
         features: Mapping[int, dict] | None = None, *, cache: FeatureCache | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[FrameLogits]:
         """SAM 2 logits per frame, in frame order (frames before an object's first prompt tracked backwards).
         `features`: frame → image features a caller computed already (`_features`' form), used as they are;
-        `cache`: the session's features of frames seen before (used and filled)."""
+        `cache`: the session's features of frames seen before (used and filled); `progress(done, total)`:
+        called per frame of the backward pass."""
         features = features or {}
         groups = _group_prompts(prompts, one_per_object=self.motion_aware)
         for group in groups:
@@ -291,7 +296,7 @@ class SAM2StreamTracker:
                 if t in group.tokens:
                     self._step(group, t, backbone_out, num_frames, conditioning=True, video_size=video.size)
         # 2) objects first prompted after frame 0: tracked backwards from there
-        before = self._track_backward(groups, video, num_frames, cache)
+        before = self._track_backward(groups, video, num_frames, cache, progress)
         # 3) one forward pass over the video
         # each frame read when its turn comes, never sooner: a live source has only the frames pushed so far.
         # The frames already at hand are fixed now: `images` empties as the loop goes, and a source may take
@@ -327,9 +332,10 @@ class SAM2StreamTracker:
     def track(
         self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image],
         features: Mapping[int, dict] | None = None, *, cache: FeatureCache | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[FrameMasks]:
         width, height = video.size
-        for frame in self.track_logits(video, prompts, keyframes, features, cache=cache):
+        for frame in self.track_logits(video, prompts, keyframes, features, cache=cache, progress=progress):
             masks = {}
             for object_id in frame.low_res:
                 masks[object_id] = (frame.resized(object_id, height, width) > 0).cpu().numpy()

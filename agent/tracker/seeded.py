@@ -9,7 +9,7 @@ Sa2VA-i's, gives them through `keyframe_masks`). The propagator never sees an em
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -50,7 +50,7 @@ class MaskSeededTracker:
         return masks
 
     def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image], *,
-              cache: FeatureCache | None = None) -> Iterator[FrameMasks]:
+              cache: FeatureCache | None = None, progress: Callable[[int, int], None] | None = None) -> Iterator[FrameMasks]:
         seeds = self.keyframe_masks(video, prompts, keyframes)
         converted = []
         for prompt in prompts:
@@ -59,4 +59,4 @@ class MaskSeededTracker:
                 converted.append(prompt)
             else:  # with clicks, the clicks refine the seed mask (as a person's correction of a mask)
                 converted.append(replace(prompt, embedding=None, mask=prompt.mask if prompt.mask is not None else mask))
-        return self.propagator.track(video, converted, keyframes)
+        return self.propagator.track(video, converted, keyframes, progress=progress)

@@ -30,7 +30,7 @@ its ripples, would set a wrong size to defend), and is tracked backwards from th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -231,21 +231,28 @@ class LiteTracker:
         return starts
 
     def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image], *,
-              cache: FeatureCache | None = None, state: LiteTrackState | None = None) -> Iterator[FrameMasks]:
+              cache: FeatureCache | None = None, state: LiteTrackState | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Iterator[FrameMasks]:
         """Masks per frame, in order. `cache`: the session's features of frames seen before (used and
-        filled); `state`: a state of `init_state` to use (its `stats` then tell what this call did)."""
+        filled); `state`: a state of `init_state` to use (its `stats` then tell what this call did);
+        `progress(done, total)`: called per frame of the backward passes, which run before the first frame is out."""
         state = state if state is not None else self.init_state(cache)
         if cache is not None:
             state.cache = cache
         starts = self._starts(prompts)
         before: dict[int, dict[int, dict]] = {}  # frame → object id → RLE, from the backward passes
-        for start in sorted({s for s in starts.values() if s > 0}):
+        late = sorted({s for s in starts.values() if s > 0})
+        done, total = 0, sum(late)
+        for start in late:
             earlier = [p.at(start - p.frame_index) for p in prompts if starts[p.object_id] == start and p.frame_index <= start]
             reversed_keyframes = {start - t: image for t, image in keyframes.items() if t <= start}
             backward = self._run(state, video.span(range(start, -1, -1)), earlier, reversed_keyframes)
             next(backward)  # the prompted frame itself comes from the forward pass
             for local, frame in enumerate(backward, 1):
                 before.setdefault(start - local, {}).update({i: encode_rle(m) for i, m in frame.masks.items()})
+                done += 1
+                if progress is not None:
+                    progress(done, total)
         for frame in self._run(state, video, [p for p in prompts if p.frame_index >= starts[p.object_id]], keyframes):
             for object_id, rle in before.pop(frame.frame_index, {}).items():
                 frame.masks[object_id] = decode_rle(rle)

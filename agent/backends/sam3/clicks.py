@@ -16,7 +16,7 @@ becomes the clicks and the mask's box.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,8 +102,10 @@ class ClickTracker:
                           {i: float(scores[k]) for k, i in enumerate(ids)})
 
     @torch.inference_mode()
-    def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt]) -> Iterator[ClickFrame]:
-        """Every prompted object on every frame of `video`, in frame order (empty before transformers outputs it)."""
+    def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt],
+              progress: Callable[[int, int], None] | None = None) -> Iterator[ClickFrame]:
+        """Every prompted object on every frame of `video`, in frame order (empty before transformers outputs it).
+        `progress(done, total)`: called per frame of the backward pass from a first prompt after frame 0."""
         model, processor = self.load()
         first = min(p.frame_index for p in prompts)
         width, height = video.size
@@ -117,6 +119,8 @@ class ClickTracker:
                     frame = self._frame(processor, backward, output)
                     frame.masks = {i: np.packbits(m) for i, m in frame.masks.items()}  # kept until the forward pass
                     before[frame.frame_index] = frame
+                    if progress is not None:
+                        progress(first - frame.frame_index, first)
             del backward
         for t in range(first):
             frame = before.pop(t)

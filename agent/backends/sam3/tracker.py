@@ -18,7 +18,7 @@ output, from 1, and `FrameMasks.found` says which concept prompt found each.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -85,10 +85,11 @@ class Sam3Tracker:
         self.clicks = clicks  # a person's clicks, boxes and masks (SAM 3's own tracker model, loaded when first used)
 
     def track(self, video: VideoSource, prompts: Sequence[ObjectPrompt], keyframes: Mapping[int, Image.Image], *,
-              cache: FeatureCache | None = None) -> Iterator[FrameMasks]:
+              cache: FeatureCache | None = None, progress: Callable[[int, int], None] | None = None) -> Iterator[FrameMasks]:
         """Every instance of the concept prompts' phrases on every frame, and every object a person's clicks, boxes
         or masks give. `cache` is not used: SAM 3's sessions keep their own features (one frame's), and the detector
-        runs on every frame anyway.
+        runs on every frame anyway. `progress`: per frame of the click tracker's backward pass (the concept loop
+        yields every frame as soon as it is done).
 
         Ids: an object a person prompted keeps its id; when that id is one of the concept prompts' (a correction of
         an instance found earlier: the instances are numbered the same way each time), the person's track replaces
@@ -103,14 +104,14 @@ class Sam3Tracker:
         if not visual:
             return self._frames(video, concepts)
         added = {p.object_id for p in visual} - concept_ids
-        return self._with_clicks(video, concepts, visual, added)
+        return self._with_clicks(video, concepts, visual, added, progress)
 
     def _with_clicks(self, video: VideoSource, concepts: Sequence[ObjectPrompt], visual: Sequence[ObjectPrompt],
-                     added: set[int]) -> Iterator[FrameMasks]:
+                     added: set[int], progress: Callable[[int, int], None] | None = None) -> Iterator[FrameMasks]:
         """The concept loop and the click tracker side by side, frame by frame."""
         replaced = {p.object_id for p in visual} - added
         words = self._frames(video, concepts, skip=added) if concepts else None
-        for clicked in self.clicks.track(video, visual):
+        for clicked in self.clicks.track(video, visual, progress):
             frame = next(words) if words is not None else FrameMasks(clicked.frame_index, image=clicked.image)
             for object_id in replaced:  # the instance a person corrected: the person's track stands for it
                 frame.masks.pop(object_id, None)
