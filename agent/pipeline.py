@@ -141,28 +141,27 @@ class Pipeline:
         keyframes = self.keyframes if keyframes is None else keyframes
         report = self.progress if callable(self.progress) else None
         shown = report is None and bool(self.progress)
-        bar = tqdm(total=len(video), unit="frame", desc=what, leave=False, disable=not shown)
         backwards = f"{what} (backwards)"
-        back_bar = tqdm(unit="frame", desc=backwards, leave=False, disable=not shown)
+        bars: dict[str, tqdm] = {}  # each made when its first frame is done (most runs have no backward pass)
 
-        def worked(done: int, total: int) -> None:
-            back_bar.total = total
-            back_bar.update(done - back_bar.n)
+        def step(done: int, total: int, stage: str) -> None:
+            if shown:
+                bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, unit="frame", desc=stage, leave=False))
+                bar.update(done - bar.n)
             if report:
-                report(done, total, backwards)
+                report(done, total, stage)
 
         cache = {} if self.feature_cache is None else {"cache": self.feature_cache}
-        frames = self.backend.tracker.track(video, prompts, keyframes, progress=worked, **cache)
+        frames = self.backend.tracker.track(video, prompts, keyframes, progress=lambda done, total: step(done, total, backwards), **cache)
         try:
             for done, frame in enumerate(frames, 1):
-                back_bar.close()
-                bar.update()
-                if report:
-                    report(done, len(video), what)
+                if backwards in bars:
+                    bars.pop(backwards).close()
+                step(done, len(video), what)
                 yield frame
         finally:  # also when the consumer stops early
-            back_bar.close()
-            bar.close()
+            for bar in bars.values():
+                bar.close()
 
     # --- a request -------------------------------------------------------------------------
     def run(self, request: Request) -> Reply:
