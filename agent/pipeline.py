@@ -146,8 +146,9 @@ class Pipeline:
 
         def step(done: int, total: int, stage: str) -> None:
             if shown:
-                bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, unit="frame", desc=stage, leave=False))
-                bar.update(done - bar.n)
+                if stage not in bars:
+                    bars[stage] = tqdm(total=total, unit="frame", desc=stage, leave=False)
+                bars[stage].update(done - bars[stage].n)
             if report:
                 report(done, total, stage)
 
