@@ -152,8 +152,8 @@ class Pipeline:
             if report:
                 report(done, total, stage)
 
-        cache = {} if self.feature_cache is None else {"cache": self.feature_cache}
-        frames = self.backend.tracker.track(video, prompts, keyframes, progress=lambda done, total: step(done, total, backwards), **cache)
+        frames = self.backend.tracker.track(video, prompts, keyframes, cache=self.feature_cache,
+                                            progress=lambda done, total: step(done, total, backwards))
         try:
             for done, frame in enumerate(frames, 1):
                 if backwards in bars:
