@@ -81,7 +81,11 @@ class Page:
         options.add_experimental_option("prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False})
         self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         self.downloads = downloads
-        self.wait = lambda seconds=120: WebDriverWait(self.driver, seconds, poll_frequency=0.2)
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        # a page that re-renders (the live view, every half second) can swap an element between finding and reading it
+        self.wait = lambda seconds=120: WebDriverWait(self.driver, seconds, poll_frequency=0.2,
+                                                      ignored_exceptions=(StaleElementReferenceException,))
         self.driver.get(url)
         if login:
             self.login(USER, PASSWORD)
@@ -134,15 +138,26 @@ class Page:
                                  "re-tracked")
 
     def click_image(self, css: str, x: float, y: float) -> None:
-        """Click the image shown in `css` at its pixel (x, y) (it is scaled to fit, centred)."""
+        """Click the image shown in `css` at its pixel (x, y) (it is scaled to fit, centred). The live view is
+        replaced as new frames come: the image is found again until one is loaded and still there for the click."""
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.common.action_chains import ActionChains
 
-        image = self.find(f"{css} img")[0]
-        natural_w, natural_h, shown_w, shown_h = self.driver.execute_script(
-            "const r = arguments[0].getBoundingClientRect(); return [arguments[0].naturalWidth, arguments[0].naturalHeight, r.width, r.height];", image)
-        scale = min(shown_w / natural_w, shown_h / natural_h)
-        ActionChains(self.driver).move_to_element_with_offset(image, round((x - natural_w / 2) * scale),
-                                                              round((y - natural_h / 2) * scale)).click().perform()
+        for _ in range(20):
+            try:
+                image = self.find(f"{css} img")[0]
+                natural_w, natural_h, shown_w, shown_h = self.driver.execute_script(
+                    "const i = arguments[0], r = i.getBoundingClientRect(); return [i.naturalWidth, i.naturalHeight, r.width, r.height];", image)
+                if not natural_w or not shown_w:  # still loading
+                    time.sleep(0.1)
+                    continue
+                scale = min(shown_w / natural_w, shown_h / natural_h)
+                ActionChains(self.driver).move_to_element_with_offset(image, round((x - natural_w / 2) * scale),
+                                                                      round((y - natural_h / 2) * scale)).click().perform()
+                return
+            except (StaleElementReferenceException, IndexError):
+                time.sleep(0.1)
+        raise AssertionError(f"no loaded image in {css} to click")
 
     def download(self, button: str = "#download") -> Path:
         before = set(self.downloads.glob("*.zip"))
@@ -317,6 +332,17 @@ def fake_camera(refdavis, tmp_path_factory) -> Path:
     return path
 
 
+def until(camera: Page, seconds: float, condition, what: str) -> None:
+    """Wait for `condition` on the live tab; a time-out says what the tab showed then."""
+    from selenium.common.exceptions import TimeoutException
+
+    try:
+        camera.wait(seconds).until(condition)
+    except TimeoutException:
+        raise AssertionError(f"{what} in {seconds} s: status {camera.text('#live-status')!r}, "
+                             f"counts {camera.text('#live-counts')!r}") from None
+
+
 def test_the_live_tab_segments_the_camera_as_frames_come_and_takes_a_click(server, fake_camera, refdavis, tmp_path):
     camera = Page(server[0], tmp_path / "downloads", arguments=("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                                                                  f"--use-file-for-fake-video-capture={fake_camera}"))
@@ -338,8 +364,10 @@ def test_the_live_tab_segments_the_camera_as_frames_come_and_takes_a_click(serve
             return shown
 
         camera.wait(180).until(live(3, 1))  # the swan found, and shown as the frames come
+        before = camera.text("#live-status")
         camera.click_image("#live-view", 40, 40)  # the water in the corner: one more object from the next frame on
-        camera.wait(180).until(live(6, 2))
+        until(camera, 180, lambda d: camera.text("#live-status") != before, "the click was not answered")
+        until(camera, 180, live(6, 2), "no second object shown after the click")
         camera.find("#live-stop")[0].click()
         camera.wait(120).until(lambda d: camera.text("#live-status").startswith(("Stopped", "⚠")))
         assert "2 object(s)" in camera.text("#live-status")
