@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from agent.backends.lite import weights
-from agent.backends.lite.grounder import Candidate, LiteGrounder, colour_affinity, link
+from agent.backends.lite.grounder import Candidate, LiteGrounder, colour_affinity, link, named_surely
 from agent.backends.lite.detector import Detection
 from agent.backends.lite.tracker import box_of, box_iou
 from agent.writers import read_palette_png
@@ -130,6 +130,17 @@ def test_linking_and_attribute_rules():
     red = Image.new("RGB", (10, 10), (220, 20, 20))
     mask = np.ones((10, 10), bool)
     assert colour_affinity(red, mask, "red") > 0.9 and colour_affinity(red, mask, "blue") == 0.0
+    # a part's colour ("in a red helmet") is measured on the share of the mask that has it most
+    helmet = Image.fromarray(np.concatenate([np.full((2, 10, 3), (220, 20, 20)), np.full((8, 10, 3), (20, 20, 220))]).astype(np.uint8))
+    assert colour_affinity(helmet, mask, "red") < 0.3 and colour_affinity(helmet, mask, "red", share=0.2) > 0.9
+    # one box, two names: a weak "person" where the detector is surer of a "motorcycle" is discounted by their
+    # ratio; a rider on a bike (boxes overlapping as much, each about as sure) loses little
+    scooter, as_person = Detection((0.0, 0.0, 100.0, 100.0), 0.6, 3), Detection((5.0, 0.0, 100.0, 100.0), 0.12, 0)
+    assert named_surely(as_person, [scooter, as_person]) == pytest.approx(0.12 * 0.2)
+    rider = Detection((10.0, 0.0, 100.0, 90.0), 0.5, 0)
+    assert named_surely(rider, [scooter, rider]) == pytest.approx(0.5 * 0.5 / 0.6)
+    assert named_surely(rider, [Detection((10.0, 0.0, 100.0, 90.0), 0.4, 3), rider]) == 0.5
+    assert named_surely(rider, [Detection((90.0, 0.0, 190.0, 90.0), 0.9, 3), rider]) == 0.5  # beside it: another thing
 
 
 def test_lite_on_the_real_videos(lite, refdavis, tmp_path):

@@ -129,6 +129,21 @@ def test_what_the_phrases_are_to_the_object():
     assert structure("track them").head.noun is None
 
 
+@pytest.mark.parametrize("text, parts", [
+    ("a man in a white helmet and the scooter he rides", ["white"]),  # only the helmet is white
+    ("a hiker with a black backpack walking", ["black"]),
+    ("the woman in a yellow coat and blue jeans", ["yellow", "blue"]),
+    ("a white horse and its rider jumping a fence", []),  # the horse's own colour
+    ("a white and blue bus driving down the street", []),
+    ("a windsurfer and his green and yellow sail", []),  # a companion's colours are not the object's at all
+    ("a white dog with a white collar", []),  # the head has it too: the whole dog is white
+])
+def test_a_colour_only_a_part_has_is_the_part_s(text, parts):
+    from agent.backends.lite.text import part_colours
+
+    assert part_colours(structure(text)) == parts
+
+
 @pytest.fixture(scope="module")
 def matcher():
     """MiniLM alone (no detector, no classifier): what the class tests need."""
@@ -203,3 +218,18 @@ def test_a_companion_touches_the_object_on_its_keyframes():
     rider.score, walker.score = 0.2, 0.3
     LiteGrounder._weigh_companions([rider, walker], [[(0.25, horse, None, 0.5)], []])
     assert rider.score == pytest.approx(0.3) and walker.score == pytest.approx(0.15)  # the one on the horse wins
+
+
+@needs_minilm
+@pytest.mark.parametrize("text, said", [
+    ("a man in a white helmet and the scooter he rides", "the man in the white helmet"),  # never "the white man"
+    ("a hiker with a black backpack walking", "the hiker with the black backpack"),
+    ("a white and blue bus driving down the street", "the white blue bus"),
+])
+def test_the_answer_says_a_part_s_colour_with_its_part(matcher, text, said):
+    from agent.backends.lite.answers import what_found
+    from agent.backends.lite.grounder import Candidate
+    from agent.backends.lite.text import parse
+
+    query = parse(text, matcher)
+    assert what_found(query, query.class_name, [Candidate()], [], unknown_noun=False) == said

@@ -67,8 +67,11 @@ def what_found(query: Query, kind: str, chosen: list[Candidate], with_it: list[s
     similarity = query.imagenet_similarity if query.imagenet_first else query.class_similarity
     noun = query.noun if query.noun and similarity >= LOOK_ALIKE and not unknown_noun else kind
     noun = noun[:-1] if noun.endswith("s") and noun[:-1] == kind else noun
-    words = " ".join([*query.colours, noun])
-    what = f"{len(chosen)} {words}s" if len(chosen) > 1 else f"the {words}"
+    words = " ".join([*(c for c in query.colours if c not in query.part_colours), noun])
+    # a part's colour is said with its part: "the man in the white helmet", never "the white man"
+    parts = "".join(f" {part.lead} the {' '.join([*part.colours, part.noun])}" for part in (query.structure.parts if query.structure else [])
+                    if part.colours and part.noun and part.lead)
+    what = f"{len(chosen)} {words}s{parts}" if len(chosen) > 1 else f"the {words}{parts}"
     return " and ".join([what, *with_it])
 
 

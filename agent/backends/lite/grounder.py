@@ -17,6 +17,7 @@ from PIL import Image
 
 from agent.backends.lite.classifier import ImageNetClassifier
 from agent.backends.lite.detector import CenterNetDetector, Detection
+from agent.backends.lite.regions import box_iou
 from agent.backends.lite.segmenter import MiniSam
 from agent.backends.lite.text import VOCABULARY, ClassMatcher, Companion, Query, parse
 from agent.backends.lite.answers import grounding_of, kind_of, read_as
@@ -28,6 +29,8 @@ COLOUR_CHECKS = 4  # colour needs a mask: only the best candidates by detection 
 NAME_CHECKS = 12  # the classifier names this many candidates (the best by detection), ~60 ms each
 FULL_NAME = 0.5  # classifier probability on the noun's classes that counts as a full match
 NAME_MIN = 0.05  # below this on every candidate, the classifier sees no such thing
+PART_SHARE = 0.25  # a colour the words give a part of the object is measured on the mask's quarter that has it most
+SAME_BOX_IOU = 0.6  # two detections of different classes overlapping this much are one thing under two names
 COMPANION_TOUCH = 0.3  # a companion's box shares this much of the smaller box with the object's, on average over the
 # object's keyframes: "and his bike", "its rider", "on a horse" are segmented with the object when touching it so
 
@@ -97,6 +100,16 @@ def touching(candidate: Candidate, other: Candidate) -> float:
     return float(np.mean(shares)) if shares else 0.0
 
 
+def named_surely(detection: Detection, found: Sequence[Detection]) -> float:
+    """The detection's score, discounted where the detector is surer that the same box is something else: times
+    its score over the surest other class's on a box that overlaps it (IoU ≥ SAME_BOX_IOU). A red scooter
+    called "person" at 0.12 and "motorcycle" at 0.59 is a motorcycle (× 0.2); a rider on a scooter, whose boxes
+    overlap as much but who is about as sure as the scooter, loses little."""
+    rival = max((d.score for d in found if d.class_index != detection.class_index and box_iou(d.box, detection.box) >= SAME_BOX_IOU),
+                default=0.0)
+    return detection.score * min(1.0, detection.score / rival) if rival > 0 else detection.score
+
+
 def count_objects(per_frame: Mapping[int, list[Detection]], overlap: float = 0.3) -> int:
     """The most objects seen together on one keyframe, counting only confident, distinct boxes."""
     import torch
@@ -112,9 +125,10 @@ def count_objects(per_frame: Mapping[int, list[Detection]], overlap: float = 0.3
     return max(counts, default=0)
 
 
-def colour_affinity(image: Image.Image, mask: np.ndarray, colour: str) -> float:
+def colour_affinity(image: Image.Image, mask: np.ndarray, colour: str, share: float = 1.0) -> float:
     """Mean affinity (0..1) of the mask's pixels to a colour word, soft in hue, saturation and value
-    (`colours` in vocabulary.json): pale and dark shades count in proportion."""
+    (`colours` in vocabulary.json): pale and dark shades count in proportion. `share` < 1: the mean over
+    that share of the pixels that have the colour most (a part's colour, "in a white helmet", is on a part)."""
     if not mask.any():
         return 0.0
     hsv = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2HSV)[mask].astype(np.float32)
@@ -135,6 +149,8 @@ def colour_affinity(image: Image.Image, mask: np.ndarray, colour: str) -> float:
         affinity *= np.clip(value / prototypes["full_value"], 0, 1)
         if spec.get("dark"):
             affinity *= np.clip((230 - value) / 100, 0, 1)
+    if share < 1.0:
+        affinity = np.sort(affinity)[-max(1, round(share * affinity.size)):]
     return float(affinity.mean())
 
 
@@ -166,7 +182,8 @@ class LiteGrounder:
             frame = min(candidates[n].detections)  # minisam keeps its recent keyframes' embeddings
             mask = self.segmenter.segment(self.segmenter.embed(keyframes[frame]), box=candidates[n].detections[frame].box).mask
             for colour in query.colours:
-                affinities[colour][n] = colour_affinity(keyframes[frame], mask, colour)
+                share = PART_SHARE if colour in query.part_colours else 1.0
+                affinities[colour][n] = colour_affinity(keyframes[frame], mask, colour, share)
         for n, candidate in enumerate(candidates):
             factor = 1.0
             if query.colours and n not in checked:
@@ -227,7 +244,7 @@ class LiteGrounder:
         candidates = [c for k in classes  # linked within a class: a person is not the car that was there before
                       for c in link({t: [d for d in found if d.class_index == k] for t, found in per_frame.items()}, float(np.hypot(*size)))]
         for candidate in candidates:
-            scores = [d.score for d in candidate.detections.values()]
+            scores = [named_surely(d, detected[t]) for t, d in candidate.detections.items()]
             candidate.score = float(np.mean(scores)) * np.sqrt(len(scores) / len(keyframes)) * (1.0 if any_class else query.class_similarity)
         if candidates and query.imagenet and self.classifier is not None:
             self._name(query, candidates, keyframes)

@@ -34,6 +34,7 @@ class Query:
     class_index: int | None = None  # None: nothing in the detector's vocabulary fits
     class_similarity: float = 0.0
     colours: list[str] = field(default_factory=list)
+    part_colours: list[str] = field(default_factory=list)  # of `colours`, those only a part has ("in a white helmet")
     positions: list[str] = field(default_factory=list)
     sizes: list[str] = field(default_factory=list)
     motion: str | None = None  # "moving" or "still"
@@ -304,6 +305,12 @@ def own_colours(words: list[str], built: Structure) -> list[str]:
     return _without([w for w in words if isinstance(VOCABULARY["colours"].get(w), dict)], built.companions + built.others, "colours")
 
 
+def part_colours(built: Structure) -> list[str]:
+    """The colours only a part of the object has ("in a white helmet", "with a black backpack"): measured on
+    the part of its mask that has them most, and said with the part ("the man in the white helmet")."""
+    return [c for c in dict.fromkeys(c for part in built.parts for c in part.colours) if c not in built.head.colours]
+
+
 def own_sizes(words: list[str], built: Structure) -> list[str]:
     return _without([VOCABULARY["sizes"][w] for w in words if w in VOCABULARY["sizes"]], built.companions + built.others, "sizes")
 
@@ -331,6 +338,7 @@ def parse(text: str, matcher: ClassMatcher) -> Query:
         or (query.noun is not None and query.noun != _singular(query.noun) and query.noun not in ("bus", "glass"))
     )
     query.colours, query.sizes = own_colours(words, built), own_sizes(words, built)
+    query.part_colours = part_colours(built)
     query.actions = list(built.actions)
     for n, word in enumerate(words):
         if word in VOCABULARY["motions"]:
