@@ -121,6 +121,11 @@ def test_linking_and_attribute_rules():
     later = Detection((120.0, 60.0, 330.0, 360.0), 0.1, 0)
     linked = link({0: [front], 10: [crowd, later]}, diagonal=900)
     assert next(c for c in linked if 0 in c.detections).detections[10] is later
+    # a ball missed on one keyframe may have moved twice as far by the next: linked across the gap (0.33 of the
+    # diagonal over two keyframe steps), not across one step
+    first, later = Detection((700.0, 300.0, 830.0, 400.0), 0.4, 32), Detection((380.0, 300.0, 490.0, 400.0), 0.3, 32)
+    assert [len(c.detections) for c in link({0: [first], 6: [], 12: [later]}, diagonal=980)] == [2]
+    assert [len(c.detections) for c in link({0: [first], 12: [later]}, diagonal=980)] == [1, 1]
     # the centre prior: of two equal candidates, the one in the middle of the frame
     middle, side = Candidate({0: Detection((140.0, 90.0, 180.0, 130.0), 0.5, 16)}, 1.0), Candidate({0: det(0)}, 1.0)
     LiteGrounder._salient([middle, side], 0.0, (320, 240), centre_scale=None)

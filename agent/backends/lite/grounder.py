@@ -64,16 +64,19 @@ def link(per_frame: Mapping[int, list[Detection]], diagonal: float) -> list[Cand
     from scipy.optimize import linear_sum_assignment
 
     candidates: list[Candidate] = []
-    for frame in sorted(per_frame):
+    order = sorted(per_frame)
+    for step, frame in enumerate(order):
         found = per_frame[frame]
         cost = np.full((len(candidates), len(found)), np.inf)
         for i, candidate in enumerate(candidates):
             last = candidate.detections[max(candidate.detections)]
+            # a keyframe the detector missed it on lets it move as far again (a fast ball missed once)
+            reach = LINK_DISTANCE * (step - order.index(max(candidate.detections)))
             for j, detection in enumerate(found):
                 distance = np.hypot(detection.center[0] - last.center[0], detection.center[1] - last.center[1]) / diagonal
                 scale = abs(np.log(max(detection.area, 1.0) / max(last.area, 1.0)))
-                if distance < LINK_DISTANCE and scale < np.log(LINK_SCALE):
-                    cost[i, j] = distance / LINK_DISTANCE + scale / np.log(LINK_SCALE)
+                if distance < reach and scale < np.log(LINK_SCALE):
+                    cost[i, j] = distance / reach + scale / np.log(LINK_SCALE)
         linked = set()
         if candidates and found:
             rows, columns = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))
