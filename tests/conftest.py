@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("RVOS_SHARED") or ROOT.parent / "shared")
 REFDAVIS = SHARED / "data" / "refdavis-mini3"
 DAVIS16 = SHARED / "data" / "davis16-dev9"
+DEV21 = SHARED / "data" / "davis16-dev21"
 FIXTURES = SHARED / "fixtures"
 QWEN25_FIXTURE = FIXTURES / "sa2va-qwen2_5-vl-tiny"
 VIDEOS = ("blackswan", "car-shadow", "libby")
@@ -63,6 +64,11 @@ def refdavis() -> Path:
 @pytest.fixture(scope="session")
 def davis16() -> Path:
     return require_shared(DAVIS16, "real evaluation data (davis16-dev9)")
+
+
+@pytest.fixture(scope="session")
+def dev21() -> Path:
+    return require_shared(DEV21, "real evaluation data (davis16-dev21)")
 
 
 @pytest.fixture(scope="session")
