@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from agent.backends.lite import weights
-from agent.backends.lite.grounder import Candidate, LiteGrounder, colour_affinity, link, named_surely
+from agent.backends.lite.grounder import Candidate, LiteGrounder, link, named_surely
+from agent.backends.lite.regions import colour_affinity
 from agent.backends.lite.detector import Detection
 from agent.backends.lite.tracker import box_of, box_iou
 from agent.writers import read_palette_png

@@ -6,7 +6,7 @@ from PIL import Image
 
 from agent.backends.lite import weights
 from agent.backends.lite.classifier import ImageNetClassifier
-from agent.backends.lite.grounder import colour_affinity
+from agent.backends.lite.regions import colour_affinity
 from agent.backends.lite.text import parse
 from agent.backends.lite.tracker import box_iou, box_of
 from agent.video.keyframes import select_keyframes

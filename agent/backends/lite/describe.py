@@ -66,7 +66,7 @@ def motion_words(facts: ObjectFacts) -> str:
 
 def colours_of(views: Mapping[int, tuple[Image.Image, np.ndarray]]) -> tuple[list[str], dict[str, float]]:
     """Its main colour (and a second close to it), by the mean affinity of its pixels to each colour word."""
-    from agent.backends.lite.grounder import colour_affinity
+    from agent.backends.lite.regions import colour_affinity
 
     affinity = {c: float(np.mean([colour_affinity(image, mask, c) for image, mask in views.values()])) for c in COLOURS}
     ranked = sorted(affinity, key=lambda c: -affinity[c])

@@ -1,9 +1,10 @@
 """Rule-based grounding: detections on keyframes, linked into candidates, scored against the words.
 
 Each candidate gets a base score (detector confidence × how many keyframes it is seen on ×
-how well the noun fits the class), multiplied by one factor in [0.5, 1.5] per attribute the
-instruction names: colour (the mask's mean affinity to the colour, relative to the best candidate's),
-position and size (rank among the candidates), motion (displacement across the keyframes).
+how well the noun fits the class; a detection counts less where the detector is surer the same box is
+something else), multiplied by one factor in [0.5, 1.5] per attribute the instruction names: colour (the
+mask's mean affinity to the colour, or its best quarter's for a part's colour, relative to the best
+candidate's), position and size (rank among the candidates), motion (displacement across the keyframes).
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from agent.backends.lite.classifier import ImageNetClassifier
 from agent.backends.lite.detector import CenterNetDetector, Detection
-from agent.backends.lite.regions import box_iou
+from agent.backends.lite.regions import box_iou, colour_affinity
 from agent.backends.lite.segmenter import MiniSam
 from agent.backends.lite.text import VOCABULARY, ClassMatcher, Companion, Query, parse
 from agent.backends.lite.answers import grounding_of, kind_of, read_as
@@ -126,35 +126,6 @@ def count_objects(per_frame: Mapping[int, list[Detection]], overlap: float = 0.3
             boxes = torch.tensor([d.box for d in sure], dtype=torch.float32)
             counts.append(len(nms(boxes, torch.tensor([d.score for d in sure]), overlap)))
     return max(counts, default=0)
-
-
-def colour_affinity(image: Image.Image, mask: np.ndarray, colour: str, share: float = 1.0) -> float:
-    """Mean affinity (0..1) of the mask's pixels to a colour word, soft in hue, saturation and value
-    (`colours` in vocabulary.json): pale and dark shades count in proportion. `share` < 1: the mean over
-    that share of the pixels that have the colour most (a part's colour, "in a white helmet", is on a part)."""
-    if not mask.any():
-        return 0.0
-    hsv = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2HSV)[mask].astype(np.float32)
-    hue, saturation, value = hsv[:, 0], hsv[:, 1], hsv[:, 2]
-    prototypes = VOCABULARY["colours"]
-    spec = prototypes[colour]
-    kind = spec.get("achromatic")
-    if kind == "black":
-        affinity = np.clip(1 - value / 100, 0, 1)
-    elif kind == "white":
-        affinity = np.clip((value - 150) / 80, 0, 1) * np.clip(1 - saturation / 60, 0, 1)
-    elif kind == "gray":
-        affinity = np.clip(1 - saturation / 60, 0, 1) * np.clip(1 - np.abs(value - 128) / 90, 0, 1)
-    else:
-        distance = np.abs(hue - spec["hue"])
-        distance = np.minimum(distance, 180 - distance)  # hue is a circle
-        affinity = np.clip(1 - distance / spec["width"], 0, 1) * np.clip(saturation / prototypes["full_saturation"], 0, 1)
-        affinity *= np.clip(value / prototypes["full_value"], 0, 1)
-        if spec.get("dark"):
-            affinity *= np.clip((230 - value) / 100, 0, 1)
-    if share < 1.0:
-        affinity = np.sort(affinity)[-max(1, round(share * affinity.size)):]
-    return float(affinity.mean())
 
 
 def _rank_factor(values: list[float], index: int, larger_is_better: bool) -> float:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from PIL import Image
+
+from agent.backends.lite.text import VOCABULARY
 
 
 def box_of(mask: np.ndarray, margin: float = 0.0) -> tuple[float, float, float, float] | None:
@@ -53,3 +56,32 @@ def correction_box(mask: np.ndarray, points, labels, size: tuple[int, int]):
         return None
     xs, ys = zip(*corners)
     return min(xs), min(ys), min(max(xs) + 1, size[0]), min(max(ys) + 1, size[1])
+
+
+def colour_affinity(image: Image.Image, mask: np.ndarray, colour: str, share: float = 1.0) -> float:
+    """Mean affinity (0..1) of the mask's pixels to a colour word, soft in hue, saturation and value
+    (`colours` in vocabulary.json): pale and dark shades count in proportion. `share` < 1: the mean over
+    that share of the pixels that have the colour most (a part's colour, "in a white helmet", is on a part)."""
+    if not mask.any():
+        return 0.0
+    hsv = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2HSV)[mask].astype(np.float32)
+    hue, saturation, value = hsv[:, 0], hsv[:, 1], hsv[:, 2]
+    prototypes = VOCABULARY["colours"]
+    spec = prototypes[colour]
+    kind = spec.get("achromatic")
+    if kind == "black":
+        affinity = np.clip(1 - value / 100, 0, 1)
+    elif kind == "white":
+        affinity = np.clip((value - 150) / 80, 0, 1) * np.clip(1 - saturation / 60, 0, 1)
+    elif kind == "gray":
+        affinity = np.clip(1 - saturation / 60, 0, 1) * np.clip(1 - np.abs(value - 128) / 90, 0, 1)
+    else:
+        distance = np.abs(hue - spec["hue"])
+        distance = np.minimum(distance, 180 - distance)  # hue is a circle
+        affinity = np.clip(1 - distance / spec["width"], 0, 1) * np.clip(saturation / prototypes["full_saturation"], 0, 1)
+        affinity *= np.clip(value / prototypes["full_value"], 0, 1)
+        if spec.get("dark"):
+            affinity *= np.clip((230 - value) / 100, 0, 1)
+    if share < 1.0:
+        affinity = np.sort(affinity)[-max(1, round(share * affinity.size)):]
+    return float(affinity.mean())
