@@ -169,6 +169,15 @@ def test_the_rider_in_the_white_helmet_and_the_fast_ball_are_found(lite, dev21, 
     nor a pedestrian in white; "a blue and white soccer ball rolling": its detections linked across a keyframe
     where it was missed. Through `rvos eval`'s runner on a set of just these two videos."""
     from agent.evaluation.runner import EvalJob, run_evaluation
+    from agent.video import VideoSource, select_keyframes
+
+    # the choice itself, which no CPU's rounding moves: every box the man is prompted with lies on him
+    video = VideoSource.open(dev21 / "JPEGImages" / "scooter-gray")
+    grounding = lite.grounder.ground(video.read_many(select_keyframes(len(video), 5)),
+                                     "a man in a white helmet and the scooter he rides")
+    man = [p for p in grounding.prompts if p.object_id == 1]
+    assert man and all(shared_area(p.box, gt_box(dev21, "scooter-gray", f"{p.frame_index:05d}")) > 0.8 * (p.box[2] - p.box[0]) * (p.box[3] - p.box[1])
+                       for p in man), man
 
     root = tmp_path / "dev21"
     for folder in ("JPEGImages", "Annotations"):

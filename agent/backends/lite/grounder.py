@@ -64,14 +64,14 @@ def link(per_frame: Mapping[int, list[Detection]], diagonal: float) -> list[Cand
     from scipy.optimize import linear_sum_assignment
 
     candidates: list[Candidate] = []
-    order = sorted(per_frame)
-    for step, frame in enumerate(order):
+    step_of = {frame: step for step, frame in enumerate(sorted(per_frame))}
+    for frame, step in step_of.items():
         found = per_frame[frame]
         cost = np.full((len(candidates), len(found)), np.inf)
         for i, candidate in enumerate(candidates):
             last = candidate.detections[max(candidate.detections)]
             # a keyframe the detector missed it on lets it move as far again (a fast ball missed once)
-            reach = LINK_DISTANCE * (step - order.index(max(candidate.detections)))
+            reach = LINK_DISTANCE * (step - step_of[max(candidate.detections)])
             for j, detection in enumerate(found):
                 distance = np.hypot(detection.center[0] - last.center[0], detection.center[1] - last.center[1]) / diagonal
                 scale = abs(np.log(max(detection.area, 1.0) / max(last.area, 1.0)))
