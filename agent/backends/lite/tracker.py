@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from agent.backends.lite.detector import CenterNetDetector
-from agent.backends.lite.identity import Identifier
+from agent.backends.lite.identity import Identifier, Identity
 from agent.backends.lite.regions import box_iou, box_of, colour_histogram, correction_box, expand_box, interior_point
 from agent.backends.lite.segmenter import MiniSam
 from agent.backends.lite.text import VOCABULARY
@@ -49,6 +49,7 @@ from agent.video.source import VideoSource
 from agent.masks import decode_rle, encode_rle, mask_iou
 
 SEARCH_SCORE = 0.05  # the weakest detection the classifier looks at (a dog the detector barely sees, as a "sheep")
+OWN_BOX_IOU = 0.5  # a detection this close to a person's mask's box names its class
 SIMILAR_COLOURS = 0.3  # colour histogram correlation below which a found region is not the object
 _DETECTION_BYTES = 4096  # what a frame's detections count for in a feature cache (a list of small boxes; its arrays are minisam's)
 CLASS_INDEX = {entry["name"]: index for index, entry in enumerate(VOCABULARY["classes"])}
@@ -149,14 +150,19 @@ class LiteTracker:
         points, labels = points + obj.negatives, labels + [0] * len(obj.negatives)
         return self.segmenter.segment(embedding, box=box, points=points or None, labels=labels or None)
 
-    def _class_of(self, state: LiteTrackState, mask: np.ndarray, image: Image.Image) -> int | None:
-        """The detector's class for a person's object (the detection its box overlaps best), so that it is
-        re-anchored and found again like a grounded one; None when no detection fits."""
+    def _class_of(self, state: LiteTrackState, mask: np.ndarray, image: Image.Image, identity: Identity | None) -> int | None:
+        """The detector's class for a person's object, so that it is re-anchored and found again like a grounded
+        one: the surest detection whose box overlaps the mask's (IoU ≥ `OWN_BOX_IOU`; the best-overlapping box
+        may be a weak look-alike on the same place, a 0.12 "backpack" over a 0.38 motorcycle), else the class
+        named as the classifier named its first mask (a duck whose detection box takes in its ripples is still
+        a "bird"); None when neither fits."""
         if self.detector is None or not mask.any():
             return None
         box = box_of(mask)
-        best = max(self._detections(state, image, 0.1), key=lambda d: box_iou(d.box, box), default=None)
-        return best.class_index if best is not None and box_iou(best.box, box) >= 0.5 else None
+        overlapping = [d for d in self._detections(state, image, 0.1) if box_iou(d.box, box) >= OWN_BOX_IOU]
+        if overlapping:
+            return max(overlapping, key=lambda d: d.score).class_index
+        return CLASS_INDEX.get(identity.name) if identity is not None else None
 
     def _carry(self, points: list[tuple[float, float]], flow: np.ndarray) -> list[tuple[float, float]]:
         """Points moved from the previous frame to this one along the (backward) flow; those that leave drop."""
@@ -313,7 +319,6 @@ class LiteTracker:
                         obj.mask = self._from_prompt(obj.given[t], image, embedding)
                         clicks = zip(obj.given[t].points or [], obj.given[t].point_labels or [])
                         obj.negatives = [point for point, label in clicks if label == 0]
-                        obj.class_index = self._class_of(state, obj.mask, image) if obj.class_index is None else obj.class_index
                     else:  # the grounder's box
                         obj.mask = self.segmenter.segment(embedding, box=expand_box(obj.boxes[t], 0.1, image.size)).mask
                     obj.appearance = colour_histogram(pixels, obj.mask)
@@ -321,6 +326,8 @@ class LiteTracker:
                     obj.box = box_of(obj.mask)
                     if self.identifier is not None and obj.mask.any():
                         obj.identity, obj.checked = self.identifier.identify(image, obj.mask, obj.box), t
+                    if t in obj.given and obj.class_index is None:
+                        obj.class_index = self._class_of(state, obj.mask, image, obj.identity)
                     obj.lost_since, obj.motion, obj.since_refresh = None, 0.0, 0
                 elif obj.lost_since is not None:  # search for it every few frames, else nothing
                     if t in obj.boxes:  # the grounder saw it here
