@@ -192,7 +192,7 @@ def test_the_rider_in_the_white_helmet_and_the_fast_ball_are_found(lite, dev21, 
     assert "white helmet" in report["expressions"]["scooter-gray/0"]["answer"], report["expressions"]["scooter-gray/0"]
 
 
-def test_a_persons_mask_is_named_by_the_surest_overlapping_detection_or_by_the_classifier(lite, davis16, dev21):
+def test_a_persons_mask_is_named_by_the_surest_overlapping_detection_or_by_the_classifier(lite, davis16):
     """A first-frame mask (a person's prompt, the semi-supervised protocol) takes a detector class, so that the
     tracker re-anchors it on detections and finds it again as it does a grounded object. Of the boxes overlapping
     the mask's, the surest names it (a weak look-alike may overlap best). flamingo and mallard-water: no
